@@ -1,0 +1,393 @@
+//! Checks a [`ProxyConfig`] before a proxy runs it. A config that fails is
+//! refused with every reason at once (the NACK the reconciler receives), and
+//! the proxy keeps the config it had.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::types::*;
+
+/// Why a config was refused: every problem found, each with where it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct InvalidConfig {
+    pub problems: Vec<Problem>,
+}
+
+/// One problem: a path into the config (`upstreams[reviews].routes[0]…`) and
+/// what is wrong there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub at: String,
+    pub message: String,
+}
+
+impl fmt::Display for InvalidConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid proxy config: ")?;
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(f, "{}: {}", p.at, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ProxyConfig {
+    /// Parses and validates a config from its JSON wire form.
+    pub fn from_json(bytes: &[u8]) -> Result<ProxyConfig, InvalidConfig> {
+        let config: ProxyConfig = serde_json::from_slice(bytes).map_err(|e| InvalidConfig {
+            problems: vec![Problem {
+                at: format!("line {} column {}", e.line(), e.column()),
+                message: e.to_string(),
+            }],
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks everything serde cannot: names resolve, numbers are in range,
+    /// regular expressions compile.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let mut v = Validator::default();
+        if self.version.is_empty() {
+            v.problem("version", "must not be empty");
+        }
+        if self.service.is_empty() {
+            v.problem("service", "must not be empty");
+        }
+        if self.mesh.trust_domain.is_empty() {
+            v.problem("mesh.trustDomain", "must not be empty");
+        }
+        self.validate_authorization(&mut v);
+        let mut names = BTreeSet::new();
+        for upstream in &self.upstreams {
+            if !names.insert(upstream.name.as_str()) {
+                v.problem(
+                    format!("upstreams[{}]", upstream.name),
+                    "appears more than once",
+                );
+            }
+        }
+        for upstream in &self.upstreams {
+            self.validate_upstream(upstream, &names, &mut v);
+        }
+        v.finish()
+    }
+
+    fn validate_authorization(&self, v: &mut Validator) {
+        for (i, rule) in self.inbound.authorization.rules.iter().enumerate() {
+            let at = format!("inbound.authorization.rules[{i}]");
+            if rule.source.is_empty() {
+                v.problem(format!("{at}.source"), "must not be empty");
+            }
+            for (j, permission) in rule.permissions.iter().enumerate() {
+                let at = format!("{at}.permissions[{j}]");
+                if let Some(path) = &permission.path {
+                    v.path_match(&format!("{at}.path"), path);
+                }
+                for (k, h) in permission.headers.iter().enumerate() {
+                    v.value_match(&format!("{at}.headers[{k}]"), h.kind, &h.value);
+                }
+            }
+        }
+    }
+
+    fn validate_upstream(&self, u: &Upstream, names: &BTreeSet<&str>, v: &mut Validator) {
+        let at = format!("upstreams[{}]", u.name);
+        if u.name.is_empty() {
+            v.problem(&at, "name must not be empty");
+        }
+        for (i, e) in u.endpoints.iter().enumerate() {
+            if !is_host_port(&e.address) {
+                v.problem(
+                    format!("{at}.endpoints[{i}].address"),
+                    format!("`{}` is not host:port", e.address),
+                );
+            }
+        }
+        if u.load_balancer.policy == LoadBalancerPolicy::RingHash && u.endpoints.len() > 10_000 {
+            v.problem(
+                format!("{at}.loadBalancer"),
+                "ring hash supports at most 10000 endpoints",
+            );
+        }
+        if let Some(r) = &u.retries {
+            v.retry(&format!("{at}.retries"), r);
+        }
+        if let Some(o) = &u.outlier_detection {
+            v.percent(
+                &format!("{at}.outlierDetection.maxEjectionPercent"),
+                o.max_ejection_percent,
+            );
+            if o.interval.is_zero() {
+                v.problem(
+                    format!("{at}.outlierDetection.interval"),
+                    "must be above zero",
+                );
+            }
+        }
+        if let Some(h) = &u.health_check {
+            if !h.path.starts_with('/') {
+                v.problem(format!("{at}.healthCheck.path"), "must start with `/`");
+            }
+            if h.interval.is_zero() || h.timeout.is_zero() {
+                v.problem(
+                    format!("{at}.healthCheck"),
+                    "interval and timeout must be above zero",
+                );
+            }
+        }
+        for route in &u.routes {
+            for (i, rule) in route.rules.iter().enumerate() {
+                let at = format!("{at}.routes[{}].rules[{i}]", route.name);
+                self.validate_rule(&at, rule, names, v);
+            }
+        }
+    }
+
+    fn validate_rule(&self, at: &str, rule: &RouteRule, names: &BTreeSet<&str>, v: &mut Validator) {
+        for (i, m) in rule.matches.iter().enumerate() {
+            let at = format!("{at}.matches[{i}]");
+            if let Some(path) = &m.path {
+                v.path_match(&format!("{at}.path"), path);
+            }
+            for (k, h) in m.headers.iter().enumerate() {
+                v.value_match(&format!("{at}.headers[{k}]"), h.kind, &h.value);
+            }
+            for (k, q) in m.query_params.iter().enumerate() {
+                v.value_match(&format!("{at}.queryParams[{k}]"), q.kind, &q.value);
+            }
+        }
+        for (i, b) in rule.backends.iter().enumerate() {
+            v.backend(&format!("{at}.backends[{i}]"), b, names);
+        }
+        for (i, f) in rule.filters.iter().enumerate() {
+            let at = format!("{at}.filters[{i}]");
+            match f {
+                Filter::RequestRedirect(r) => {
+                    if ![301, 302, 303, 307, 308].contains(&r.status_code) {
+                        v.problem(
+                            format!("{at}.statusCode"),
+                            format!("{} is not a redirect status (301, 302, 303, 307, 308)", r.status_code),
+                        );
+                    }
+                }
+                Filter::RequestMirror(m) => {
+                    v.percent(&format!("{at}.percent"), m.percent);
+                    v.backend(&format!("{at}.backend"), &m.backend, names);
+                }
+                Filter::RequestHeaderModifier(_)
+                | Filter::ResponseHeaderModifier(_)
+                | Filter::UrlRewrite(_) => {}
+            }
+        }
+        if let Some(r) = &rule.retries {
+            v.retry(&format!("{at}.retries"), r);
+        }
+        if let Some(fault) = &rule.fault {
+            if let Some(d) = &fault.delay {
+                v.percent(&format!("{at}.fault.delay.percent"), d.percent);
+            }
+            if let Some(a) = &fault.abort {
+                v.percent(&format!("{at}.fault.abort.percent"), a.percent);
+                if !(200..=599).contains(&a.status) {
+                    v.problem(
+                        format!("{at}.fault.abort.status"),
+                        format!("{} is not an HTTP status between 200 and 599", a.status),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn is_host_port(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
+        None => false,
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    problems: Vec<Problem>,
+}
+
+impl Validator {
+    fn problem(&mut self, at: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            at: at.into(),
+            message: message.into(),
+        });
+    }
+
+    fn finish(self) -> Result<(), InvalidConfig> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidConfig {
+                problems: self.problems,
+            })
+        }
+    }
+
+    fn percent(&mut self, at: &str, value: f64) {
+        if !(0.0..=100.0).contains(&value) {
+            self.problem(at, format!("{value} is not a percentage between 0 and 100"));
+        }
+    }
+
+    fn regex(&mut self, at: &str, pattern: &str) {
+        if let Err(e) = regex::Regex::new(pattern) {
+            self.problem(at, format!("invalid regular expression: {e}"));
+        }
+    }
+
+    fn path_match(&mut self, at: &str, path: &PathMatch) {
+        match path.kind {
+            PathMatchType::RegularExpression => self.regex(at, &path.value),
+            PathMatchType::Exact | PathMatchType::PathPrefix => {
+                if !path.value.starts_with('/') {
+                    self.problem(at, format!("path `{}` must start with `/`", path.value));
+                }
+            }
+        }
+    }
+
+    fn value_match(&mut self, at: &str, kind: ValueMatchType, value: &str) {
+        if kind == ValueMatchType::RegularExpression {
+            self.regex(at, value);
+        }
+    }
+
+    fn retry(&mut self, at: &str, r: &RetryPolicy) {
+        self.percent(&format!("{at}.budget.percent"), r.budget.percent);
+        if r.backoff.base_interval > r.backoff.max_interval {
+            self.problem(
+                format!("{at}.backoff"),
+                format!(
+                    "baseInterval {} is above maxInterval {}",
+                    r.backoff.base_interval, r.backoff.max_interval
+                ),
+            );
+        }
+        for on in &r.retry_on {
+            if let RetryOn::Status(code) = on
+                && !(100..=599).contains(code)
+            {
+                self.problem(
+                    format!("{at}.retryOn"),
+                    format!("{code} is not an HTTP status"),
+                );
+            }
+        }
+    }
+
+    /// A backend must name an upstream of this config. Its subset may have
+    /// no endpoint right now: instances come and go.
+    fn backend(&mut self, at: &str, b: &Backend, names: &BTreeSet<&str>) {
+        if !names.contains(b.service.as_str()) {
+            self.problem(
+                format!("{at}.service"),
+                format!("`{}` is not an upstream of this config", b.service),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> ProxyConfig {
+        ProxyConfig::from_json(
+            br#"{"version":"v1","service":"productpage",
+                 "upstreams":[{"name":"reviews","endpoints":[{"address":"127.0.0.1:9001","subset":"v1"}],
+                   "routes":[{"name":"r","rules":[{"backends":[{"service":"reviews","subset":"v1","weight":90}]}]}]}]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_a_short_config() {
+        let c = minimal();
+        let u = &c.upstreams[0];
+        assert_eq!(u.circuit_breaker.max_requests, 1024);
+        assert_eq!(u.endpoints[0].weight, 1);
+        assert!(u.endpoints[0].healthy);
+        assert_eq!(c.mesh.trust_domain, "gitmesh.local");
+        assert_eq!(c.inbound.authorization.default_action, Action::Allow);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = ProxyConfig::from_json(br#"{"version":"v1","service":"a","upstream":[]}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown field `upstream`"), "{err}");
+    }
+
+    #[test]
+    fn collects_every_problem() {
+        let mut c = minimal();
+        let rule = &mut c.upstreams[0].routes[0].rules[0];
+        rule.backends.push(Backend {
+            service: "ratings".into(),
+            subset: None,
+            weight: 1,
+        });
+        rule.matches.push(RouteMatch {
+            path: Some(PathMatch {
+                kind: PathMatchType::RegularExpression,
+                value: "(".into(),
+            }),
+            ..Default::default()
+        });
+        rule.fault = Some(Fault {
+            delay: None,
+            abort: Some(FaultAbort {
+                status: 999,
+                percent: 150.0,
+            }),
+        });
+        c.upstreams[0].endpoints[0].address = "nowhere".into();
+        let err = c.validate().unwrap_err();
+        let ats: Vec<_> = err.problems.iter().map(|p| p.at.as_str()).collect();
+        assert_eq!(
+            ats,
+            [
+                "upstreams[reviews].endpoints[0].address",
+                "upstreams[reviews].routes[r].rules[0].matches[0].path",
+                "upstreams[reviews].routes[r].rules[0].backends[1].service",
+                "upstreams[reviews].routes[r].rules[0].fault.abort.percent",
+                "upstreams[reviews].routes[r].rules[0].fault.abort.status",
+            ]
+        );
+    }
+
+    #[test]
+    fn retry_on_reads_names_and_codes() {
+        let r: RetryPolicy =
+            serde_json::from_str(r#"{"attempts":2,"retryOn":["5xx","reset",503]}"#).unwrap();
+        assert_eq!(
+            r.retry_on,
+            [RetryOn::ServerError, RetryOn::Reset, RetryOn::Status(503)]
+        );
+        assert_eq!(
+            serde_json::to_string(&r.retry_on).unwrap(),
+            r#"["5xx","reset",503]"#
+        );
+    }
+
+    #[test]
+    fn filters_use_gateway_api_type_names() {
+        let f: Vec<Filter> = serde_json::from_str(
+            r#"[{"type":"URLRewrite","path":{"type":"ReplacePrefixMatch","value":"/"}},
+                {"type":"RequestHeaderModifier","set":[{"name":"x-a","value":"1"}]}]"#,
+        )
+        .unwrap();
+        assert!(matches!(&f[0], Filter::UrlRewrite(r) if r.path == Some(PathModifier::ReplacePrefixMatch("/".into()))));
+        assert!(matches!(&f[1], Filter::RequestHeaderModifier(m) if m.set.len() == 1));
+    }
+}

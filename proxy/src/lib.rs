@@ -1,0 +1,1 @@
+//! gitmesh sidecar proxy (under construction).

@@ -1,0 +1,1 @@
+//! gitmesh control plane.
