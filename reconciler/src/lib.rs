@@ -1,1 +1,14 @@
-//! gitmesh control plane.
+//! gitmesh's control plane: from a commit of policy files to per-proxy
+//! configuration, and the plan of what a change will do.
+//!
+//! Read the modules in pipeline order: [`source`] (files from a directory or
+//! a Git revision) → [`load`] (YAML with positions, envelope, schema, typed
+//! objects) → [`semantics`] (cross-object checks) → [`compile`] (one
+//! [`gitmesh_proxy_config::ProxyConfig`] per service) → [`diff`] → [`plan`].
+//! [`lint`] runs the checking half; [`report`] renders its diagnostics.
+
+pub mod diagnostic;
+pub mod load;
+pub mod policy;
+pub mod schema;
+pub mod source;

@@ -335,6 +335,7 @@ impl Default for Backoff {
 pub struct RetryBudget {
     /// Percent, 0–100, of requests in the last 10 s that may be retries.
     #[serde(default = "default_budget_percent")]
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,
     #[serde(default = "default_budget_min")]
     pub min_retries_per_second: u32,
@@ -402,6 +403,7 @@ pub struct OutlierDetection {
     pub base_ejection_time: Duration,
     /// Never eject more than this percent (0–100) of a service's endpoints.
     #[serde(default = "default_max_ejection_percent")]
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub max_ejection_percent: f64,
 }
 
@@ -425,6 +427,8 @@ fn default_max_ejection_percent() -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthCheck {
+    /// HTTP path probed with GET; 2xx means healthy.
+    #[schemars(regex(pattern = "^/"))]
     pub path: String,
     #[serde(default = "default_hc_interval")]
     pub interval: Duration,
@@ -643,6 +647,7 @@ pub struct Mirror {
     pub backend: Backend,
     /// Percent (0–100) of matching requests to copy.
     #[serde(default = "default_hundred")]
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,
 }
 
@@ -664,13 +669,16 @@ pub struct Fault {
 pub struct FaultDelay {
     pub duration: Duration,
     /// Percent (0–100) of requests delayed.
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultAbort {
+    #[schemars(range(min = 200, max = 599))]
     pub status: u16,
     /// Percent (0–100) of requests aborted.
+    #[schemars(range(min = 0.0, max = 100.0))]
     pub percent: f64,
 }
