@@ -1,0 +1,470 @@
+//! Policy → one [`ProxyConfig`] per service: the control plane compiling to
+//! the data plane's language. Pure and deterministic: the same policies give
+//! the same bytes whatever order the files were read in.
+//!
+//! Scoping: a service's sidecar gets only the upstreams its app may call —
+//! those it declares in `spec.upstreams` and those whose Intentions name it
+//! as an allowed source — plus the services their routes send to (backends
+//! and mirrors). It never gets the whole mesh.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use gitmesh_proxy_config::{
+    Action, Authorization, AuthorizationRule, Backend, Endpoint, Filter, HashKind, HashOn, Inbound,
+    MeshSettings, Mirror, PathMatch, PathMatchType, PathModifier, Permission, ProxyConfig,
+    Redirect, Route, RouteMatch, RouteRule, RouteTimeouts, Upstream, UrlRewrite,
+};
+
+use crate::load::PolicySet;
+use crate::policy::{
+    FilterType, HttpPathModifier, HttpRouteRule, IntentionsSpec, MeshSpec, PathModifierType,
+    Rollout, Service, SessionPersistenceType,
+};
+
+/// Compiled configs, by service name.
+pub type Snapshots = BTreeMap<String, ProxyConfig>;
+
+/// Where each running canary stands: rollout name → percent of traffic on
+/// the canary. A Rollout missing here has not started (0%).
+pub type CanaryWeights = BTreeMap<String, u32>;
+
+/// Compiles every service's config. `version` labels the snapshots (the
+/// source commit); it does not enter their digests.
+pub fn compile(set: &PolicySet, version: &str, canary: &CanaryWeights) -> Snapshots {
+    let mesh = set
+        .meshes
+        .first()
+        .map(|m| m.value.spec.clone())
+        .unwrap_or_default();
+    let services: BTreeMap<&str, &Service> = set
+        .services
+        .iter()
+        .map(|s| (s.value.metadata.name.as_str(), &s.value))
+        .collect();
+    let intentions: BTreeMap<&str, &IntentionsSpec> = set
+        .intentions
+        .iter()
+        .map(|i| (i.value.spec.destination.as_str(), &i.value.spec))
+        .collect();
+    let upstreams: BTreeMap<&str, Upstream> = services
+        .iter()
+        .map(|(name, svc)| (*name, upstream(set, name, svc, canary)))
+        .collect();
+    services
+        .iter()
+        .map(|(name, svc)| {
+            let config = ProxyConfig {
+                version: version.to_string(),
+                service: name.to_string(),
+                mesh: MeshSettings {
+                    trust_domain: mesh.trust_domain.clone(),
+                    mtls: mesh.mtls.mode,
+                },
+                inbound: Inbound {
+                    mtls: svc.spec.mtls,
+                    authorization: authorization(&mesh, intentions.get(name).copied()),
+                },
+                upstreams: callees(name, svc, &intentions, &upstreams)
+                    .into_iter()
+                    .filter_map(|callee| upstreams.get(callee.as_str()).cloned())
+                    .collect(),
+            };
+            (name.to_string(), config)
+        })
+        .collect()
+}
+
+/// The services `name` may call, closed over what their routes send to.
+fn callees(
+    name: &str,
+    svc: &Service,
+    intentions: &BTreeMap<&str, &IntentionsSpec>,
+    upstreams: &BTreeMap<&str, Upstream>,
+) -> BTreeSet<String> {
+    let mut wanted: Vec<String> = svc.spec.upstreams.clone();
+    for (destination, spec) in intentions {
+        let names_me = spec.sources.iter().any(|s| {
+            s.name == name && (s.action == Some(Action::Allow) || !s.permissions.is_empty())
+        });
+        if names_me && *destination != name {
+            wanted.push(destination.to_string());
+        }
+    }
+    let mut out = BTreeSet::new();
+    while let Some(next) = wanted.pop() {
+        if !upstreams.contains_key(next.as_str()) || !out.insert(next.clone()) {
+            continue;
+        }
+        for route in &upstreams[next.as_str()].routes {
+            for rule in &route.rules {
+                wanted.extend(rule.backends.iter().map(|b| b.service.clone()));
+                wanted.extend(rule.filters.iter().filter_map(|f| match f {
+                    Filter::RequestMirror(m) => Some(m.backend.service.clone()),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    out
+}
+
+fn upstream(set: &PolicySet, name: &str, svc: &Service, canary: &CanaryWeights) -> Upstream {
+    let spec = &svc.spec;
+    let endpoints = spec
+        .endpoints
+        .iter()
+        .map(|e| Endpoint {
+            address: e.address.clone(),
+            subset: spec
+                .subsets
+                .iter()
+                .find(|s| s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
+                .map(|s| s.name.clone()),
+            weight: 1,
+            healthy: true,
+            labels: e.labels.clone(),
+        })
+        .collect();
+    let rollout = set
+        .rollouts
+        .iter()
+        .map(|r| &r.value)
+        .find(|r| r.spec.service == name);
+    let mut attached: Vec<_> = set
+        .routes
+        .iter()
+        .map(|r| &r.value)
+        .filter(|r| r.spec.parent_refs.iter().any(|p| p.name == name))
+        .collect();
+    attached.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    attached.dedup_by(|a, b| a.metadata.name == b.metadata.name);
+    let mut routes: Vec<Route> = attached
+        .iter()
+        .map(|r| Route {
+            name: r.metadata.name.clone(),
+            rules: r.spec.rules.iter().map(rule).collect(),
+        })
+        .collect();
+    if let Some(rollout) = rollout {
+        let weight = canary.get(&rollout.metadata.name).copied().unwrap_or(0).min(100);
+        apply_canary(name, rollout, weight, &mut routes);
+    }
+    Upstream {
+        name: name.to_string(),
+        protocol: spec.protocol,
+        load_balancer: spec.load_balancer.clone(),
+        endpoints,
+        timeouts: spec.timeouts.clone(),
+        retries: spec.retries.clone(),
+        circuit_breaker: spec.circuit_breaker.clone(),
+        outlier_detection: spec.outlier_detection.clone(),
+        health_check: spec.health_check.clone(),
+        routes,
+    }
+}
+
+/// The rollout owns the split between its stable and canary subsets: in its
+/// route's rules that send to either, the two get `100 - weight` and
+/// `weight`. Without a route, a catch-all route carries the split.
+fn apply_canary(service: &str, rollout: &Rollout, weight: u32, routes: &mut Vec<Route>) {
+    let spec = &rollout.spec;
+    let split = || {
+        vec![
+            Backend {
+                service: service.to_string(),
+                subset: Some(spec.stable_subset.clone()),
+                weight: 100 - weight,
+            },
+            Backend {
+                service: service.to_string(),
+                subset: Some(spec.canary_subset.clone()),
+                weight,
+            },
+        ]
+    };
+    match &spec.route {
+        Some(route_name) => {
+            for route in routes.iter_mut().filter(|r| &r.name == route_name) {
+                for rule in &mut route.rules {
+                    let ours = |b: &Backend| {
+                        b.service == service
+                            && (b.subset.as_deref() == Some(spec.stable_subset.as_str())
+                                || b.subset.as_deref() == Some(spec.canary_subset.as_str()))
+                    };
+                    if rule.backends.iter().any(ours) {
+                        rule.backends.retain(|b| !ours(b));
+                        rule.backends.extend(split());
+                    }
+                }
+            }
+        }
+        None => {
+            routes.push(Route {
+                name: format!("rollout-{}", rollout.metadata.name),
+                rules: vec![RouteRule {
+                    matches: Vec::new(),
+                    filters: Vec::new(),
+                    backends: split(),
+                    timeouts: None,
+                    retries: None,
+                    fault: None,
+                    sticky: None,
+                }],
+            });
+        }
+    }
+}
+
+fn rule(r: &HttpRouteRule) -> RouteRule {
+    RouteRule {
+        matches: r
+            .matches
+            .iter()
+            .map(|m| RouteMatch {
+                path: m.path.clone(),
+                method: m.method.clone(),
+                headers: m.headers.clone(),
+                query_params: m.query_params.clone(),
+            })
+            .collect(),
+        filters: r.filters.iter().filter_map(filter).collect(),
+        backends: r
+            .backend_refs
+            .iter()
+            .map(|b| Backend {
+                service: b.name.clone(),
+                subset: b.subset.clone(),
+                weight: b.weight.clamp(0, u32::MAX as i64) as u32,
+            })
+            .collect(),
+        timeouts: r.timeouts.as_ref().map(|t| RouteTimeouts {
+            request: t.request,
+            backend_request: t.backend_request,
+        }),
+        retries: r.retry.clone(),
+        fault: r.fault.clone(),
+        sticky: r.session_persistence.as_ref().map(|s| HashOn {
+            kind: match s.kind {
+                SessionPersistenceType::Cookie => HashKind::Cookie,
+                SessionPersistenceType::Header => HashKind::Header,
+            },
+            name: s.session_name.clone(),
+        }),
+    }
+}
+
+fn path_modifier(m: &HttpPathModifier) -> Option<PathModifier> {
+    match m.kind {
+        PathModifierType::ReplaceFullPath => {
+            m.replace_full_path.clone().map(PathModifier::ReplaceFullPath)
+        }
+        PathModifierType::ReplacePrefixMatch => m
+            .replace_prefix_match
+            .clone()
+            .map(PathModifier::ReplacePrefixMatch),
+    }
+}
+
+fn filter(f: &crate::policy::HttpRouteFilter) -> Option<Filter> {
+    Some(match f.kind {
+        FilterType::RequestHeaderModifier => {
+            Filter::RequestHeaderModifier(f.request_header_modifier.clone()?)
+        }
+        FilterType::ResponseHeaderModifier => {
+            Filter::ResponseHeaderModifier(f.response_header_modifier.clone()?)
+        }
+        FilterType::RequestRedirect => {
+            let r = f.request_redirect.as_ref()?;
+            Filter::RequestRedirect(Redirect {
+                scheme: r.scheme.clone(),
+                hostname: r.hostname.clone(),
+                port: r.port.and_then(|p| u16::try_from(p).ok()),
+                path: r.path.as_ref().and_then(path_modifier),
+                status_code: r.status_code,
+            })
+        }
+        FilterType::UrlRewrite => {
+            let r = f.url_rewrite.as_ref()?;
+            Filter::UrlRewrite(UrlRewrite {
+                hostname: r.hostname.clone(),
+                path: r.path.as_ref().and_then(path_modifier),
+            })
+        }
+        FilterType::RequestMirror => {
+            let m = f.request_mirror.as_ref()?;
+            Filter::RequestMirror(Mirror {
+                backend: Backend {
+                    service: m.backend_ref.name.clone(),
+                    subset: m.backend_ref.subset.clone(),
+                    weight: 1,
+                },
+                percent: m.percent,
+            })
+        }
+    })
+}
+
+fn authorization(mesh: &MeshSpec, intentions: Option<&IntentionsSpec>) -> Authorization {
+    let mut rules: Vec<AuthorizationRule> = intentions
+        .map(|spec| {
+            spec.sources
+                .iter()
+                .map(|s| AuthorizationRule {
+                    source: s.name.clone(),
+                    action: s.action.unwrap_or(Action::Allow),
+                    permissions: s
+                        .permissions
+                        .iter()
+                        .map(|p| Permission {
+                            action: p.action,
+                            methods: p.http.methods.clone(),
+                            path: permission_path(&p.http),
+                            headers: p.http.headers.clone(),
+                        })
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    rules.sort_by(|a, b| a.source.cmp(&b.source));
+    Authorization {
+        default_action: mesh.default_intention,
+        rules,
+    }
+}
+
+fn permission_path(http: &crate::policy::HttpPermission) -> Option<PathMatch> {
+    let (kind, value) = if let Some(v) = &http.path_exact {
+        (PathMatchType::Exact, v)
+    } else if let Some(v) = &http.path_prefix {
+        (PathMatchType::PathPrefix, v)
+    } else {
+        (PathMatchType::RegularExpression, http.path_regex.as_ref()?)
+    };
+    Some(PathMatch {
+        kind,
+        value: value.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lint::lint;
+    use crate::source::SourceFile;
+
+    const MESH: &str = r#"
+apiVersion: gitmesh.dev/v1alpha1
+kind: Service
+metadata: {name: productpage}
+spec: {port: 9080, upstreams: [reviews]}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Service
+metadata: {name: reviews}
+spec:
+  port: 9080
+  subsets:
+    - {name: v1, labels: {version: v1}}
+    - {name: v2, labels: {version: v2}}
+  endpoints:
+    - {address: "127.0.0.1:9001", labels: {version: v1}}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Service
+metadata: {name: ratings}
+spec: {port: 9080}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Service
+metadata: {name: details}
+spec: {port: 9080}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Intentions
+metadata: {name: ratings}
+spec:
+  destination: ratings
+  sources: [{name: reviews, action: allow}]
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: HTTPRoute
+metadata: {name: reviews}
+spec:
+  parentRefs: [{name: reviews}]
+  rules:
+    - backendRefs: [{name: reviews, subset: v1, weight: 90}, {name: reviews, subset: v2, weight: 10}]
+"#;
+
+    fn snapshots(files: &[SourceFile], canary: &CanaryWeights) -> Snapshots {
+        let result = lint(files);
+        assert_eq!(result.errors(), 0, "{:#?}", result.diagnostics);
+        compile(&result.policies, "v1", canary)
+    }
+
+    #[test]
+    fn each_proxy_gets_only_what_it_calls() {
+        let s = snapshots(&[SourceFile::new("m.yaml", MESH)], &CanaryWeights::new());
+        let names = |svc: &str| -> Vec<String> {
+            s[svc].upstreams.iter().map(|u| u.name.clone()).collect()
+        };
+        assert_eq!(names("productpage"), ["reviews"]);
+        assert_eq!(names("reviews"), ["ratings"], "via the ratings intention");
+        assert!(names("details").is_empty());
+        let reviews = &s["productpage"].upstreams[0];
+        assert_eq!(reviews.endpoints[0].subset.as_deref(), Some("v1"));
+        assert_eq!(reviews.routes[0].rules[0].backends[1].weight, 10);
+        let ratings_in = &s["ratings"].inbound.authorization;
+        assert_eq!(ratings_in.default_action, Action::Deny);
+        assert_eq!(ratings_in.rules[0].source, "reviews");
+    }
+
+    #[test]
+    fn same_bytes_whatever_the_file_order() {
+        let docs: Vec<&str> = MESH.split("\n---\n").collect();
+        let forward: Vec<_> = docs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SourceFile::new(format!("f{i}.yaml"), *d))
+            .collect();
+        let backward: Vec<_> = docs
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, d)| SourceFile::new(format!("f{i}.yaml"), *d))
+            .collect();
+        let a = snapshots(&forward, &CanaryWeights::new());
+        let b = snapshots(&backward, &CanaryWeights::new());
+        for (name, config) in &a {
+            assert_eq!(config.to_canonical_json(), b[name].to_canonical_json(), "{name}");
+            assert_eq!(config.digest(), b[name].digest());
+        }
+    }
+
+    #[test]
+    fn a_rollout_owns_the_split_of_its_route() {
+        let rollout = r#"
+apiVersion: gitmesh.dev/v1alpha1
+kind: Rollout
+metadata: {name: reviews-v2}
+spec: {service: reviews, route: reviews, stableSubset: v1, canarySubset: v2, steps: [10, 50, 100]}
+"#;
+        let files = [SourceFile::new("m.yaml", MESH), SourceFile::new("r.yaml", rollout)];
+        let weights = |canary: &CanaryWeights| -> Vec<(Option<String>, u32)> {
+            snapshots(&files, canary)["productpage"].upstreams[0].routes[0].rules[0]
+                .backends
+                .iter()
+                .map(|b| (b.subset.clone(), b.weight))
+                .collect()
+        };
+        assert_eq!(
+            weights(&CanaryWeights::new()),
+            [(Some("v1".into()), 100), (Some("v2".into()), 0)]
+        );
+        let at_50 = CanaryWeights::from([("reviews-v2".to_string(), 50)]);
+        assert_eq!(
+            weights(&at_50),
+            [(Some("v1".into()), 50), (Some("v2".into()), 50)]
+        );
+    }
+}

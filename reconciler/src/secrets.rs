@@ -1,0 +1,182 @@
+//! Finds secrets committed to a policy repo: private keys, certificates,
+//! cloud and forge tokens, JWTs, private JWKs and `password:`-style values.
+//! Every text file is scanned, not only YAML. Messages never repeat the
+//! secret itself.
+
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::diagnostic::{Code, Diagnostic, Span};
+
+struct Detector {
+    what: &'static str,
+    pattern: Regex,
+}
+
+fn detectors() -> &'static [Detector] {
+    static DETECTORS: OnceLock<Vec<Detector>> = OnceLock::new();
+    DETECTORS.get_or_init(|| {
+        [
+            ("a private key", r"-----BEGIN ([A-Z]+ )*PRIVATE KEY( BLOCK)?-----"),
+            ("a certificate", r"-----BEGIN (TRUSTED )?CERTIFICATE-----"),
+            ("an AWS access key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
+            ("a GitHub token", r"\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b"),
+            ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
+            ("a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
+            ("a JSON Web Token", r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+            // The private exponent of an RSA or EC JWK.
+            ("a private JSON Web Key", r#""d"\s*:\s*"[A-Za-z0-9_-]{20,}""#),
+        ]
+        .into_iter()
+        .map(|(what, p)| Detector {
+            what,
+            pattern: Regex::new(p).expect("secret patterns compile"),
+        })
+        .collect()
+    })
+}
+
+/// `password: x`, `dbPassword = "x"`, `apiKey: x`: a key that names a secret,
+/// with a literal value. Keys ending in File, Path, Env or Ref point at a
+/// secret kept elsewhere and are fine.
+fn assignment() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r#"(?i)^\s*-?\s*["']?([a-z0-9_.-]*(password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?))["']?\s*[:=]\s*(.*)$"#,
+        )
+        .expect("assignment pattern compiles")
+    })
+}
+
+/// Values that are clearly not secrets: empty, a reference, a placeholder.
+fn is_placeholder(value: &str) -> bool {
+    let v = value
+        .split(" #")
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches(|c| c == '"' || c == '\'');
+    v.is_empty()
+        || v.len() < 4
+        || v.starts_with("${")
+        || v.starts_with('<')
+        || v.starts_with('/')
+        || v.starts_with("env:")
+        || v.starts_with("file:")
+        || v.starts_with('{')
+        || v.starts_with('[')
+        || v.starts_with('|')
+        || v.starts_with('>')
+        || v.eq_ignore_ascii_case("null")
+        || v.eq_ignore_ascii_case("redacted")
+        || v.chars().all(|c| c == '*' || c == 'x' || c == 'X')
+}
+
+/// Scans one text file.
+pub fn scan(file: &str, text: &str) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let jwk = text.contains("\"kty\"");
+    for (index, line) in text.lines().enumerate() {
+        let line_no = index as u32 + 1;
+        let mut found = false;
+        for d in detectors() {
+            if d.what == "a private JSON Web Key" && !jwk {
+                continue;
+            }
+            if let Some(m) = d.pattern.find(line) {
+                out.push(finding(file, line, line_no, m.start(), m.end(), d.what));
+                found = true;
+            }
+        }
+        if found {
+            continue;
+        }
+        if let Some(c) = assignment().captures(line) {
+            let key = c.get(1).unwrap();
+            let value = c.get(3).unwrap();
+            if !is_placeholder(value.as_str()) {
+                let what = format!("a secret value in `{}`", key.as_str());
+                out.push(finding(file, line, line_no, value.start(), value.end(), &what));
+            }
+        }
+    }
+    out
+}
+
+fn finding(file: &str, line: &str, line_no: u32, start: usize, end: usize, what: &str) -> Diagnostic {
+    let col = |byte: usize| line[..byte].chars().count() as u32 + 1;
+    let span = Span {
+        line: line_no,
+        column: col(start),
+        end_line: line_no,
+        end_column: col(end),
+    };
+    Diagnostic::new(
+        Code::SecretInRepo,
+        file,
+        span,
+        format!("{what} is committed to the policy repo"),
+    )
+    .with_hint(
+        "remove it and rotate it: Git keeps history. Reference secrets by file or environment \
+         variable instead; the mesh CA issues certificates itself",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(u32, u32)> {
+        scan("f", text)
+            .iter()
+            .map(|d| (d.span.line, d.span.column))
+            .collect()
+    }
+
+    #[test]
+    fn catches_keys_tokens_and_passwords() {
+        assert_eq!(found("x\n-----BEGIN RSA PRIVATE KEY-----\n"), [(2, 1)]);
+        assert_eq!(found("-----BEGIN EC PRIVATE KEY-----"), [(1, 1)]);
+        assert_eq!(found("-----BEGIN PRIVATE KEY-----"), [(1, 1)]);
+        assert_eq!(found("-----BEGIN CERTIFICATE-----"), [(1, 1)]);
+        assert_eq!(found("key: AKIAIOSFODNN7EXAMPLE"), [(1, 6)]);
+        assert_eq!(found(&format!("t: ghp_{}", "a".repeat(36))), [(1, 4)]);
+        assert_eq!(found("  password: hunter22"), [(1, 13)]);
+        assert_eq!(found("dbPassword = \"s3cr3t!\""), [(1, 14)]);
+        assert_eq!(found("bootstrapToken: abcdef123"), [(1, 17)]);
+        assert_eq!(
+            found("auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+            [(1, 7)]
+        );
+        assert_eq!(
+            found(r#"{"kty":"EC","crv":"P-256","x":"abc","d":"Xf3sKnH2Jq8vLmP0aB7cD9eF1gH3iJ5k"}"#),
+            [(1, 37)]
+        );
+    }
+
+    #[test]
+    fn leaves_references_and_placeholders_alone() {
+        for ok in [
+            "passwordFile: /etc/gitmesh/pw",
+            "password: ${DB_PASSWORD}",
+            "token: <set me>",
+            "password: \"\"",
+            "tokenEnv: GITMESH_TOKEN",
+            "secret: ******",
+            r#"{"kty":"EC","crv":"P-256","x":"abc","y":"def"}"#,
+            "description: rotate the token weekly",
+        ] {
+            assert!(found(ok).is_empty(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn never_echoes_the_secret() {
+        let d = scan("f", "password: hunter22");
+        assert!(!d[0].message.contains("hunter22"));
+        assert!(!d[0].hint.as_ref().unwrap().contains("hunter22"));
+    }
+}
