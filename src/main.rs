@@ -1,1 +1,53 @@
-fn main() {}
+//! The `gitmesh` command: thin wiring from the command line to the
+//! libraries. Each subcommand lives in `commands/`; the work is done in
+//! `gitmesh-reconciler` and `gitmesh-proxy`.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// gitmesh: a declarative GitOps service mesh.
+///
+/// Policy lives in a Git repo as YAML (Mesh, Service, HTTPRoute, Rollout,
+/// Intentions). `lint` checks it, `plan` shows what a change will do,
+/// `compile` prints the config each sidecar gets.
+#[derive(Parser)]
+#[command(
+    name = "gitmesh",
+    version,
+    about,
+    long_about,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Lint(commands::lint::LintArgs),
+    Plan(commands::plan::PlanArgs),
+    Compile(commands::compile::CompileArgs),
+    Schema(commands::schema::SchemaArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Lint(args) => commands::lint::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Compile(args) => commands::compile::run(args),
+        Command::Schema(args) => commands::schema::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            // 2: usage or IO error, the same for every command.
+            ExitCode::from(2)
+        }
+    }
+}

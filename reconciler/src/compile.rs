@@ -146,7 +146,11 @@ fn upstream(set: &PolicySet, name: &str, svc: &Service, canary: &CanaryWeights) 
         })
         .collect();
     if let Some(rollout) = rollout {
-        let weight = canary.get(&rollout.metadata.name).copied().unwrap_or(0).min(100);
+        let weight = canary
+            .get(&rollout.metadata.name)
+            .copied()
+            .unwrap_or(0)
+            .min(100);
         apply_canary(name, rollout, weight, &mut routes);
     }
     Upstream {
@@ -255,9 +259,10 @@ fn rule(r: &HttpRouteRule) -> RouteRule {
 
 fn path_modifier(m: &HttpPathModifier) -> Option<PathModifier> {
     match m.kind {
-        PathModifierType::ReplaceFullPath => {
-            m.replace_full_path.clone().map(PathModifier::ReplaceFullPath)
-        }
+        PathModifierType::ReplaceFullPath => m
+            .replace_full_path
+            .clone()
+            .map(PathModifier::ReplaceFullPath),
         PathModifierType::ReplacePrefixMatch => m
             .replace_prefix_match
             .clone()
@@ -436,7 +441,11 @@ spec:
         let a = snapshots(&forward, &CanaryWeights::new());
         let b = snapshots(&backward, &CanaryWeights::new());
         for (name, config) in &a {
-            assert_eq!(config.to_canonical_json(), b[name].to_canonical_json(), "{name}");
+            assert_eq!(
+                config.to_canonical_json(),
+                b[name].to_canonical_json(),
+                "{name}"
+            );
             assert_eq!(config.digest(), b[name].digest());
         }
     }
@@ -449,7 +458,10 @@ kind: Rollout
 metadata: {name: reviews-v2}
 spec: {service: reviews, route: reviews, stableSubset: v1, canarySubset: v2, steps: [10, 50, 100]}
 "#;
-        let files = [SourceFile::new("m.yaml", MESH), SourceFile::new("r.yaml", rollout)];
+        let files = [
+            SourceFile::new("m.yaml", MESH),
+            SourceFile::new("r.yaml", rollout),
+        ];
         let weights = |canary: &CanaryWeights| -> Vec<(Option<String>, u32)> {
             snapshots(&files, canary)["productpage"].upstreams[0].routes[0].rules[0]
                 .backends

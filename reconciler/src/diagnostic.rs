@@ -133,7 +133,12 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(code: Code, file: impl Into<String>, span: Span, message: impl Into<String>) -> Self {
+    pub fn new(
+        code: Code,
+        file: impl Into<String>,
+        span: Span,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             file: file.into(),
             span,

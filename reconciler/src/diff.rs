@@ -161,7 +161,9 @@ mod tests {
     fn changes(a: Json, b: Json) -> Vec<(String, Option<Json>, Option<Json>)> {
         let mut out = Vec::new();
         diff_values("", Some(&a), Some(&b), &mut out);
-        out.into_iter().map(|c| (c.path, c.before, c.after)).collect()
+        out.into_iter()
+            .map(|c| (c.path, c.before, c.after))
+            .collect()
     }
 
     #[test]
@@ -171,9 +173,17 @@ mod tests {
         assert_eq!(
             changes(a, b),
             [
-                ("upstreams[a]".into(), Some(json!({"name": "a", "w": 1})), None),
+                (
+                    "upstreams[a]".into(),
+                    Some(json!({"name": "a", "w": 1})),
+                    None
+                ),
                 ("upstreams[b].w".into(), Some(json!(1)), Some(json!(2))),
-                ("upstreams[c]".into(), None, Some(json!({"name": "c", "w": 1}))),
+                (
+                    "upstreams[c]".into(),
+                    None,
+                    Some(json!({"name": "c", "w": 1}))
+                ),
             ]
         );
     }

@@ -7,14 +7,15 @@
 //! [`gitmesh_proxy_config::ProxyConfig`] per service) → [`diff`] → [`plan`].
 //! [`lint`] runs the checking half; [`report`] renders its diagnostics.
 
+pub mod compile;
 pub mod diagnostic;
-pub mod load;
-pub mod policy;
-pub mod schema;
-pub mod source;
+pub mod diff;
 pub mod lint;
+pub mod load;
+pub mod plan;
+pub mod policy;
+pub mod report;
+pub mod schema;
 pub mod secrets;
 pub mod semantics;
-pub mod compile;
-pub mod diff;
-pub mod plan;
+pub mod source;

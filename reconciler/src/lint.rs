@@ -28,7 +28,10 @@ impl LintResult {
     }
 
     fn count(&self, severity: Severity) -> usize {
-        self.diagnostics.iter().filter(|d| d.severity == severity).count()
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == severity)
+            .count()
     }
 
     /// Whether the repo may be applied: no errors (and, when asked, no
@@ -48,7 +51,12 @@ pub fn lint(files: &[SourceFile]) -> LintResult {
         diagnostics.extend(secrets::scan(file, text));
     }
     diagnostics.sort_by(|a, b| {
-        (&a.file, a.span.line, a.span.column, a.code).cmp(&(&b.file, b.span.line, b.span.column, b.code))
+        (&a.file, a.span.line, a.span.column, a.code).cmp(&(
+            &b.file,
+            b.span.line,
+            b.span.column,
+            b.code,
+        ))
     });
     diagnostics.dedup();
     LintResult {

@@ -148,7 +148,13 @@ pub fn load_file(path: &str, text: &str, loaded: &mut Loaded) {
             continue;
         }
         let (json, positions) = to_json(root);
-        load_document(path, json, positions, &mut loaded.policies, &mut loaded.diagnostics);
+        load_document(
+            path,
+            json,
+            positions,
+            &mut loaded.policies,
+            &mut loaded.diagnostics,
+        );
     }
 }
 
@@ -237,8 +243,9 @@ fn envelope(
         None => {
             ok = false;
             diagnostics.push(
-                not_policy(positions.value(""), "document has no `apiVersion`".into())
-                    .with_hint(format!("start each document with `apiVersion: {API_VERSION}`")),
+                not_policy(positions.value(""), "document has no `apiVersion`".into()).with_hint(
+                    format!("start each document with `apiVersion: {API_VERSION}`"),
+                ),
             );
         }
     }
@@ -252,7 +259,11 @@ fn envelope(
                     Some(best) => d.with_hint(format!("did you mean `{best}`?")),
                     None => d.with_hint(format!(
                         "kinds are {}",
-                        Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                        Kind::ALL
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 };
                 diagnostics.push(d);
@@ -267,7 +278,10 @@ fn envelope(
             None
         }
         None => {
-            diagnostics.push(not_policy(positions.value(""), "document has no `kind`".into()));
+            diagnostics.push(not_policy(
+                positions.value(""),
+                "document has no `kind`".into(),
+            ));
             None
         }
     };
@@ -282,8 +296,7 @@ mod tests {
         load(&[SourceFile::new("p.yaml", text)])
     }
 
-    const SERVICE: &str =
-        "apiVersion: gitmesh.dev/v1alpha1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n  port: 9080\n";
+    const SERVICE: &str = "apiVersion: gitmesh.dev/v1alpha1\nkind: Service\nmetadata:\n  name: reviews\nspec:\n  port: 9080\n";
 
     #[test]
     fn loads_several_kinds_from_one_file() {
@@ -294,13 +307,18 @@ mod tests {
         assert!(l.diagnostics.is_empty(), "{:?}", l.diagnostics);
         assert_eq!(l.policies.services[0].value.metadata.name, "reviews");
         assert_eq!(l.policies.services[0].span("/spec/port").line, 6);
-        assert_eq!(l.policies.meshes[0].value.spec.status_branch, "gitmesh/status");
+        assert_eq!(
+            l.policies.meshes[0].value.spec.status_branch,
+            "gitmesh/status"
+        );
         assert_eq!(l.policies.meshes[0].span("/metadata/name").line, 11);
     }
 
     #[test]
     fn not_policies_are_explained() {
-        let l = load_text("apiVersion: v1\nkind: Servce\nmetadata: {name: a}\n---\n- a\n---\nkind: Mesh\n");
+        let l = load_text(
+            "apiVersion: v1\nkind: Servce\nmetadata: {name: a}\n---\n- a\n---\nkind: Mesh\n",
+        );
         let got: Vec<_> = l
             .diagnostics
             .iter()
@@ -324,7 +342,11 @@ mod tests {
             SourceFile::new("nan.yaml", format!("{SERVICE}  weird: .nan\n")),
         ];
         let l = load(&files);
-        let codes: Vec<_> = l.diagnostics.iter().map(|d| (d.file.as_str(), d.code)).collect();
+        let codes: Vec<_> = l
+            .diagnostics
+            .iter()
+            .map(|d| (d.file.as_str(), d.code))
+            .collect();
         assert_eq!(
             codes,
             [

@@ -96,7 +96,12 @@ fn all_objects(set: &PolicySet) -> BTreeMap<(String, String), (String, Json)> {
     index("Service", &set.services, |m| &m.metadata.name, &mut out);
     index("HTTPRoute", &set.routes, |m| &m.metadata.name, &mut out);
     index("Rollout", &set.rollouts, |m| &m.metadata.name, &mut out);
-    index("Intentions", &set.intentions, |m| &m.metadata.name, &mut out);
+    index(
+        "Intentions",
+        &set.intentions,
+        |m| &m.metadata.name,
+        &mut out,
+    );
     out
 }
 
@@ -154,7 +159,11 @@ fn rollouts(old: &[Located<Rollout>], new: &[Located<Rollout>]) -> Vec<RolloutCh
                 let mut a = before.spec.clone();
                 a.paused = r.value.spec.paused;
                 let action = if a == r.value.spec {
-                    if r.value.spec.paused { "pause" } else { "resume" }
+                    if r.value.spec.paused {
+                        "pause"
+                    } else {
+                        "resume"
+                    }
                 } else {
                     "restart"
                 };
@@ -238,9 +247,14 @@ impl Plan {
                         let _ = writeln!(s, "- `+` **{service}**: first config ({digest})");
                     }
                     SnapshotChange::Removed { service } => {
-                        let _ = writeln!(s, "- `-` **{service}**: service removed; its proxies are told to stop routing");
+                        let _ = writeln!(
+                            s,
+                            "- `-` **{service}**: service removed; its proxies are told to stop routing"
+                        );
                     }
-                    SnapshotChange::Changed { service, fields, .. } => {
+                    SnapshotChange::Changed {
+                        service, fields, ..
+                    } => {
                         let _ = writeln!(s, "- `~` **{service}**: {} field(s)", fields.len());
                         for f in fields.iter().take(50) {
                             let _ = writeln!(
@@ -315,7 +329,10 @@ mod tests {
         let a = set(&[("s.yaml", SERVICES), ("r.yaml", ROUTE_90)]);
         let b = set(&[
             ("s.yaml", SERVICES),
-            ("r.yaml", &ROUTE_90.replace("90", "50").replace("10}", "50}")),
+            (
+                "r.yaml",
+                &ROUTE_90.replace("90", "50").replace("10}", "50}"),
+            ),
         ]);
         let p = plan(&a, &b, "a", "b");
         assert_eq!(p.objects.len(), 1);
@@ -324,7 +341,9 @@ mod tests {
         assert_eq!(p.proxies[0].service(), "web");
         let md = p.to_markdown();
         assert!(
-            md.contains("`upstreams[reviews].routes[reviews].rules[0].backends[0].weight`: 90 → 50"),
+            md.contains(
+                "`upstreams[reviews].routes[reviews].rules[0].backends[0].weight`: 90 → 50"
+            ),
             "{md}"
         );
     }
@@ -333,12 +352,23 @@ mod tests {
     fn new_rollouts_start_and_pausing_is_not_a_restart() {
         let rollout = "apiVersion: gitmesh.dev/v1alpha1\nkind: Rollout\nmetadata: {name: reviews-v2}\nspec: {service: reviews, route: reviews, stableSubset: v1, canarySubset: v2, steps: [25, 100]}\n";
         let a = set(&[("s.yaml", SERVICES), ("r.yaml", ROUTE_90)]);
-        let b = set(&[("s.yaml", SERVICES), ("r.yaml", ROUTE_90), ("ro.yaml", rollout)]);
+        let b = set(&[
+            ("s.yaml", SERVICES),
+            ("r.yaml", ROUTE_90),
+            ("ro.yaml", rollout),
+        ]);
         let p = plan(&a, &b, "a", "b");
         assert_eq!(p.rollouts[0].action, "start");
-        assert!(p.to_markdown().contains("reviews v1 → v2 in steps 25% → 100%"));
+        assert!(
+            p.to_markdown()
+                .contains("reviews v1 → v2 in steps 25% → 100%")
+        );
         let paused = rollout.replace("steps: [25, 100]", "steps: [25, 100], paused: true");
-        let c = set(&[("s.yaml", SERVICES), ("r.yaml", ROUTE_90), ("ro.yaml", &paused)]);
+        let c = set(&[
+            ("s.yaml", SERVICES),
+            ("r.yaml", ROUTE_90),
+            ("ro.yaml", &paused),
+        ]);
         assert_eq!(plan(&b, &c, "b", "c").rollouts[0].action, "pause");
         assert_eq!(plan(&a, &c, "a", "c").rollouts[0].action, "start");
         assert_eq!(plan(&b, &a, "b", "a").rollouts[0].action, "stop");

@@ -62,7 +62,10 @@ pub fn generate(kind: Kind) -> String {
     if let Json::Object(map) = &mut schema {
         map.insert(
             "$id".into(),
-            Json::String(format!("https://gitmesh.dev/schemas/v1alpha1/{}", file_name(kind))),
+            Json::String(format!(
+                "https://gitmesh.dev/schemas/v1alpha1/{}",
+                file_name(kind)
+            )),
         );
     }
     serde_json::to_string_pretty(&schema).expect("schemas serialize") + "\n"
@@ -88,8 +91,8 @@ fn compiled() -> &'static [Compiled] {
             .iter()
             .map(|(kind, _, text)| {
                 let schema: Json = serde_json::from_str(text).expect("embedded schema is JSON");
-                let validator = jsonschema::draft202012::new(&schema)
-                    .expect("embedded schema compiles");
+                let validator =
+                    jsonschema::draft202012::new(&schema).expect("embedded schema compiles");
                 Compiled {
                     kind: *kind,
                     schema,
@@ -178,7 +181,9 @@ fn explain(
                 );
                 if let Some(best) = closest(
                     given.trim_matches('"'),
-                    choices.iter().map(|c| c.trim_matches('`').trim_matches('"')),
+                    choices
+                        .iter()
+                        .map(|c| c.trim_matches('`').trim_matches('"')),
                 ) {
                     d = d.with_hint(format!("did you mean `{best}`?"));
                 }
@@ -230,7 +235,9 @@ fn explain(
             );
             if let Some(best) = closest(
                 given.trim_matches('"'),
-                choices.iter().map(|c| c.trim_matches('`').trim_matches('"')),
+                choices
+                    .iter()
+                    .map(|c| c.trim_matches('`').trim_matches('"')),
             ) {
                 d = d.with_hint(format!("did you mean `{best}`?"));
             }
@@ -265,7 +272,10 @@ fn pattern_hint(pattern: &str) -> Option<String> {
     if pattern == gitmesh_proxy_config::DURATION_PATTERN {
         Some("write durations like `250ms`, `30s` or `1m30s`".into())
     } else if pattern.starts_with("^[a-z0-9]([-a-z0-9]*") {
-        Some("use lowercase letters, digits and `-`, starting and ending with a letter or digit".into())
+        Some(
+            "use lowercase letters, digits and `-`, starting and ending with a letter or digit"
+                .into(),
+        )
     } else {
         None
     }
@@ -375,7 +385,10 @@ fn allowed_values(root: &Json, pointer: &str) -> Vec<String> {
     let mut values = Vec::new();
     for s in schemas_at(root, pointer) {
         if let Some(c) = s.get("const") {
-            values.push(format!("`{}`", c.as_str().map_or(c.to_string(), str::to_string)));
+            values.push(format!(
+                "`{}`",
+                c.as_str().map_or(c.to_string(), str::to_string)
+            ));
         }
         if let Some(e) = s.get("enum").and_then(Json::as_array) {
             values.extend(
@@ -485,12 +498,19 @@ mod tests {
         );
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].span.line, 5);
-        assert!(d[0].message.contains("required field `port`"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("required field `port`"),
+            "{}",
+            d[0].message
+        );
     }
 
     #[test]
     fn display_paths_read_like_the_yaml() {
-        assert_eq!(display_path("/spec/rules/0/backendRefs/1"), "spec.rules[0].backendRefs[1]");
+        assert_eq!(
+            display_path("/spec/rules/0/backendRefs/1"),
+            "spec.rules[0].backendRefs[1]"
+        );
         assert_eq!(display_path(""), "(document)");
     }
 }

@@ -18,15 +18,27 @@ fn detectors() -> &'static [Detector] {
     static DETECTORS: OnceLock<Vec<Detector>> = OnceLock::new();
     DETECTORS.get_or_init(|| {
         [
-            ("a private key", r"-----BEGIN ([A-Z]+ )*PRIVATE KEY( BLOCK)?-----"),
+            (
+                "a private key",
+                r"-----BEGIN ([A-Z]+ )*PRIVATE KEY( BLOCK)?-----",
+            ),
             ("a certificate", r"-----BEGIN (TRUSTED )?CERTIFICATE-----"),
             ("an AWS access key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
-            ("a GitHub token", r"\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b"),
+            (
+                "a GitHub token",
+                r"\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{50,})\b",
+            ),
             ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}\b"),
             ("a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),
-            ("a JSON Web Token", r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+            (
+                "a JSON Web Token",
+                r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
+            ),
             // The private exponent of an RSA or EC JWK.
-            ("a private JSON Web Key", r#""d"\s*:\s*"[A-Za-z0-9_-]{20,}""#),
+            (
+                "a private JSON Web Key",
+                r#""d"\s*:\s*"[A-Za-z0-9_-]{20,}""#,
+            ),
         ]
         .into_iter()
         .map(|(what, p)| Detector {
@@ -98,14 +110,28 @@ pub fn scan(file: &str, text: &str) -> Vec<Diagnostic> {
             let value = c.get(3).unwrap();
             if !is_placeholder(value.as_str()) {
                 let what = format!("a secret value in `{}`", key.as_str());
-                out.push(finding(file, line, line_no, value.start(), value.end(), &what));
+                out.push(finding(
+                    file,
+                    line,
+                    line_no,
+                    value.start(),
+                    value.end(),
+                    &what,
+                ));
             }
         }
     }
     out
 }
 
-fn finding(file: &str, line: &str, line_no: u32, start: usize, end: usize, what: &str) -> Diagnostic {
+fn finding(
+    file: &str,
+    line: &str,
+    line_no: u32,
+    start: usize,
+    end: usize,
+    what: &str,
+) -> Diagnostic {
     let col = |byte: usize| line[..byte].chars().count() as u32 + 1;
     let span = Span {
         line: line_no,
@@ -148,7 +174,9 @@ mod tests {
         assert_eq!(found("dbPassword = \"s3cr3t!\""), [(1, 14)]);
         assert_eq!(found("bootstrapToken: abcdef123"), [(1, 17)]);
         assert_eq!(
-            found("auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+            found(
+                "auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+            ),
             [(1, 7)]
         );
         assert_eq!(

@@ -32,14 +32,24 @@ fn diag<T>(obj: &Located<T>, code: Code, pointer: &str, message: String) -> Diag
 }
 
 fn duplicate_names(set: &PolicySet, out: &mut Vec<Diagnostic>) {
-    fn check<T>(kind: &str, objects: &[Located<T>], name: impl Fn(&T) -> &str, out: &mut Vec<Diagnostic>) {
+    fn check<T>(
+        kind: &str,
+        objects: &[Located<T>],
+        name: impl Fn(&T) -> &str,
+        out: &mut Vec<Diagnostic>,
+    ) {
         let mut seen: BTreeMap<&str, &Located<T>> = BTreeMap::new();
         for obj in objects {
             let n = name(&obj.value);
             if let Some(first) = seen.get(n) {
                 out.push(
-                    diag(obj, Code::DuplicateName, "/metadata/name", format!("{kind} `{n}` is defined twice"))
-                        .with_hint(format!("first defined at {}", first.name_location())),
+                    diag(
+                        obj,
+                        Code::DuplicateName,
+                        "/metadata/name",
+                        format!("{kind} `{n}` is defined twice"),
+                    )
+                    .with_hint(format!("first defined at {}", first.name_location())),
                 );
             } else {
                 seen.insert(n, obj);
@@ -55,8 +65,13 @@ fn duplicate_names(set: &PolicySet, out: &mut Vec<Diagnostic>) {
 fn meshes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     for extra in set.meshes.iter().skip(1) {
         out.push(
-            diag(extra, Code::DuplicateMesh, "/kind", "a repo holds at most one Mesh".into())
-                .with_hint(format!("the first is at {}", set.meshes[0].name_location())),
+            diag(
+                extra,
+                Code::DuplicateMesh,
+                "/kind",
+                "a repo holds at most one Mesh".into(),
+            )
+            .with_hint(format!("the first is at {}", set.meshes[0].name_location())),
         );
     }
     for mesh in &set.meshes {
@@ -172,21 +187,27 @@ fn services(set: &PolicySet, out: &mut Vec<Diagnostic>) {
                     "/spec/outlierDetection",
                     "outlier detection with both thresholds at 0 never ejects".into(),
                 )
-                .with_hint("set consecutive5xx or consecutiveConnectFailures, or remove the section"),
+                .with_hint(
+                    "set consecutive5xx or consecutiveConnectFailures, or remove the section",
+                ),
             );
         }
         for (i, endpoint) in spec.endpoints.iter().enumerate() {
             if !spec.subsets.is_empty()
-                && !spec
-                    .subsets
-                    .iter()
-                    .any(|s| s.labels.iter().all(|(k, v)| endpoint.labels.get(k) == Some(v)))
+                && !spec.subsets.iter().any(|s| {
+                    s.labels
+                        .iter()
+                        .all(|(k, v)| endpoint.labels.get(k) == Some(v))
+                })
             {
                 out.push(diag(
                     svc,
                     Code::UnknownSubset,
                     &format!("/spec/endpoints/{i}/labels"),
-                    format!("endpoint {} belongs to no subset of `{name}`", endpoint.address),
+                    format!(
+                        "endpoint {} belongs to no subset of `{name}`",
+                        endpoint.address
+                    ),
                 ));
             }
         }
@@ -224,12 +245,26 @@ fn retry_thresholds<T>(
     }
 }
 
-fn unknown_service<T>(set: &PolicySet, obj: &Located<T>, at: &str, name: &str, out: &mut Vec<Diagnostic>) -> bool {
+fn unknown_service<T>(
+    set: &PolicySet,
+    obj: &Located<T>,
+    at: &str,
+    name: &str,
+    out: &mut Vec<Diagnostic>,
+) -> bool {
     if set.service(name).is_some() {
         return true;
     }
-    let mut d = diag(obj, Code::UnknownService, at, format!("no Service named `{name}`"));
-    if let Some(best) = crate::schema::closest(name, set.services.iter().map(|s| s.value.metadata.name.as_str())) {
+    let mut d = diag(
+        obj,
+        Code::UnknownService,
+        at,
+        format!("no Service named `{name}`"),
+    );
+    if let Some(best) = crate::schema::closest(
+        name,
+        set.services.iter().map(|s| s.value.metadata.name.as_str()),
+    ) {
         d = d.with_hint(format!("did you mean `{best}`?"));
     }
     out.push(d);
@@ -248,20 +283,36 @@ fn unknown_subset<T>(
         return;
     }
     let svc = &service.value.metadata.name;
-    let mut d = diag(obj, Code::UnknownSubset, at, format!("Service `{svc}` has no subset `{subset}`"));
+    let mut d = diag(
+        obj,
+        Code::UnknownSubset,
+        at,
+        format!("Service `{svc}` has no subset `{subset}`"),
+    );
     d = match crate::schema::closest(subset, subsets.iter().map(|s| s.name.as_str())) {
         Some(best) => d.with_hint(format!("did you mean `{best}`?")),
         None if subsets.is_empty() => d.with_hint(format!("`{svc}` defines no subsets")),
         None => d.with_hint(format!(
             "its subsets are {}",
-            subsets.iter().map(|s| format!("`{}`", s.name)).collect::<Vec<_>>().join(", ")
+            subsets
+                .iter()
+                .map(|s| format!("`{}`", s.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     };
     out.push(d);
 }
 
 /// A backend reference: the service exists, and so does the subset.
-fn backend<T>(set: &PolicySet, obj: &Located<T>, at: &str, name: &str, subset: Option<&str>, out: &mut Vec<Diagnostic>) {
+fn backend<T>(
+    set: &PolicySet,
+    obj: &Located<T>,
+    at: &str,
+    name: &str,
+    subset: Option<&str>,
+    out: &mut Vec<Diagnostic>,
+) {
     if !unknown_service(set, obj, &format!("{at}/name"), name, out) {
         return;
     }
@@ -273,15 +324,28 @@ fn backend<T>(set: &PolicySet, obj: &Located<T>, at: &str, name: &str, subset: O
 fn regex<T>(obj: &Located<T>, at: &str, pattern: &str, out: &mut Vec<Diagnostic>) {
     if let Err(e) = regex::Regex::new(pattern) {
         let reason = e.to_string();
-        let reason = reason.lines().last().unwrap_or("invalid").trim().to_string();
-        out.push(diag(obj, Code::InvalidRegex, at, format!("invalid regular expression: {reason}")));
+        let reason = reason.lines().last().unwrap_or("invalid").trim();
+        let reason = reason.strip_prefix("error: ").unwrap_or(reason).to_string();
+        out.push(diag(
+            obj,
+            Code::InvalidRegex,
+            at,
+            format!("invalid regular expression: {reason}"),
+        ));
     }
 }
 
-fn route_match_regexes<T>(obj: &Located<T>, at: &str, m: &HttpRouteMatch, out: &mut Vec<Diagnostic>) {
+fn route_match_regexes<T>(
+    obj: &Located<T>,
+    at: &str,
+    m: &HttpRouteMatch,
+    out: &mut Vec<Diagnostic>,
+) {
     if let Some(path) = &m.path {
         match path.kind {
-            PathMatchType::RegularExpression => regex(obj, &format!("{at}/path/value"), &path.value, out),
+            PathMatchType::RegularExpression => {
+                regex(obj, &format!("{at}/path/value"), &path.value, out)
+            }
             _ if !path.value.starts_with('/') => out.push(diag(
                 obj,
                 Code::SchemaViolation,
@@ -307,7 +371,13 @@ fn routes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     for route in &set.routes {
         let spec = &route.value.spec;
         for (i, parent) in spec.parent_refs.iter().enumerate() {
-            unknown_service(set, route, &format!("/spec/parentRefs/{i}/name"), &parent.name, out);
+            unknown_service(
+                set,
+                route,
+                &format!("/spec/parentRefs/{i}/name"),
+                &parent.name,
+                out,
+            );
         }
         for (r, rule) in spec.rules.iter().enumerate() {
             let at = format!("/spec/rules/{r}");
@@ -315,26 +385,53 @@ fn routes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
                 route_match_regexes(route, &format!("{at}/matches/{m}"), matcher, out);
             }
             for (b, backend_ref) in rule.backend_refs.iter().enumerate() {
-                backend(set, route, &format!("{at}/backendRefs/{b}"), &backend_ref.name, backend_ref.subset.as_deref(), out);
+                backend(
+                    set,
+                    route,
+                    &format!("{at}/backendRefs/{b}"),
+                    &backend_ref.name,
+                    backend_ref.subset.as_deref(),
+                    out,
+                );
             }
             if !rule.backend_refs.is_empty() && rule.backend_refs.iter().all(|b| b.weight == 0) {
                 out.push(
-                    diag(route, Code::ZeroWeights, &format!("{at}/backendRefs"), format!("every backend of rule {r} has weight 0"))
-                        .with_hint("give at least one backend a positive weight, or remove the rule"),
+                    diag(
+                        route,
+                        Code::ZeroWeights,
+                        &format!("{at}/backendRefs"),
+                        format!("every backend of rule {r} has weight 0"),
+                    )
+                    .with_hint("give at least one backend a positive weight, or remove the rule"),
                 );
             }
-            let redirects = rule.filters.iter().any(|f| f.kind == FilterType::RequestRedirect);
+            let redirects = rule
+                .filters
+                .iter()
+                .any(|f| f.kind == FilterType::RequestRedirect);
             if rule.backend_refs.is_empty() && !redirects {
                 out.push(
-                    diag(route, Code::ZeroWeights, &at, format!("rule {r} has no backendRefs: it can only answer 500"))
-                        .with_hint("add a backendRef, or a RequestRedirect filter"),
+                    diag(
+                        route,
+                        Code::ZeroWeights,
+                        &at,
+                        format!("rule {r} has no backendRefs: it can only answer 500"),
+                    )
+                    .with_hint("add a backendRef, or a RequestRedirect filter"),
                 );
             }
             for (f, filter) in rule.filters.iter().enumerate() {
                 let fat = format!("{at}/filters/{f}");
                 filter_shape(route, &fat, filter, out);
                 if let Some(mirror) = &filter.request_mirror {
-                    backend(set, route, &format!("{fat}/requestMirror/backendRef"), &mirror.backend_ref.name, mirror.backend_ref.subset.as_deref(), out);
+                    backend(
+                        set,
+                        route,
+                        &format!("{fat}/requestMirror/backendRef"),
+                        &mirror.backend_ref.name,
+                        mirror.backend_ref.subset.as_deref(),
+                        out,
+                    );
                 }
             }
             if let Some(retry) = &rule.retry {
@@ -348,7 +445,9 @@ fn routes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
                     route,
                     Code::BadThreshold,
                     &format!("{at}/timeouts/backendRequest"),
-                    format!("backendRequest {backend} is longer than the request timeout {request}"),
+                    format!(
+                        "backendRequest {backend} is longer than the request timeout {request}"
+                    ),
                 ));
             }
         }
@@ -356,18 +455,47 @@ fn routes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
 }
 
 /// Gateway API filters: `type: X` must come with the field `x` and no other.
-fn filter_shape<T>(obj: &Located<T>, at: &str, f: &crate::policy::HttpRouteFilter, out: &mut Vec<Diagnostic>) {
+fn filter_shape<T>(
+    obj: &Located<T>,
+    at: &str,
+    f: &crate::policy::HttpRouteFilter,
+    out: &mut Vec<Diagnostic>,
+) {
     let present: Vec<(&str, FilterType)> = [
-        ("requestHeaderModifier", f.request_header_modifier.is_some(), FilterType::RequestHeaderModifier),
-        ("responseHeaderModifier", f.response_header_modifier.is_some(), FilterType::ResponseHeaderModifier),
-        ("requestRedirect", f.request_redirect.is_some(), FilterType::RequestRedirect),
-        ("urlRewrite", f.url_rewrite.is_some(), FilterType::UrlRewrite),
-        ("requestMirror", f.request_mirror.is_some(), FilterType::RequestMirror),
+        (
+            "requestHeaderModifier",
+            f.request_header_modifier.is_some(),
+            FilterType::RequestHeaderModifier,
+        ),
+        (
+            "responseHeaderModifier",
+            f.response_header_modifier.is_some(),
+            FilterType::ResponseHeaderModifier,
+        ),
+        (
+            "requestRedirect",
+            f.request_redirect.is_some(),
+            FilterType::RequestRedirect,
+        ),
+        (
+            "urlRewrite",
+            f.url_rewrite.is_some(),
+            FilterType::UrlRewrite,
+        ),
+        (
+            "requestMirror",
+            f.request_mirror.is_some(),
+            FilterType::RequestMirror,
+        ),
     ]
     .into_iter()
     .filter(|(_, set, _)| *set)
     .map(|(name, _, kind)| (name, kind))
     .collect();
+    let type_name = match f.kind {
+        FilterType::UrlRewrite => "URLRewrite".to_string(),
+        other => format!("{other:?}"),
+    };
     let expected = match f.kind {
         FilterType::RequestHeaderModifier => "requestHeaderModifier",
         FilterType::ResponseHeaderModifier => "responseHeaderModifier",
@@ -376,30 +504,48 @@ fn filter_shape<T>(obj: &Located<T>, at: &str, f: &crate::policy::HttpRouteFilte
         FilterType::RequestMirror => "requestMirror",
     };
     if !present.iter().any(|(_, k)| *k == f.kind) {
-        out.push(diag(obj, Code::FilterMismatch, &format!("{at}/type"), format!("a filter of this type needs the field `{expected}`")));
+        out.push(diag(
+            obj,
+            Code::FilterMismatch,
+            &format!("{at}/type"),
+            format!("a filter of this type needs the field `{expected}`"),
+        ));
     }
     for (name, kind) in &present {
         if *kind != f.kind {
             out.push(
-                diag(obj, Code::FilterMismatch, &format!("{at}/{name}"), format!("`{name}` does not belong in a filter of type `{expected}`"))
-                    .with_hint("one filter configures one thing: split it into two filters"),
+                Diagnostic::new(
+                    Code::FilterMismatch,
+                    &obj.file,
+                    obj.key_span(&format!("{at}/{name}")),
+                    format!("`{name}` does not belong in a filter of type `{type_name}`"),
+                )
+                .with_hint("one filter configures one thing: split it into two filters"),
             );
         }
     }
     let path_modifier = |m: &HttpPathModifier, at: String, out: &mut Vec<Diagnostic>| {
         let ok = match m.kind {
-            PathModifierType::ReplaceFullPath => m.replace_full_path.is_some() && m.replace_prefix_match.is_none(),
-            PathModifierType::ReplacePrefixMatch => m.replace_prefix_match.is_some() && m.replace_full_path.is_none(),
+            PathModifierType::ReplaceFullPath => {
+                m.replace_full_path.is_some() && m.replace_prefix_match.is_none()
+            }
+            PathModifierType::ReplacePrefixMatch => {
+                m.replace_prefix_match.is_some() && m.replace_full_path.is_none()
+            }
         };
         if !ok {
             out.push(diag(
                 obj,
                 Code::FilterMismatch,
                 &at,
-                format!("a path modifier of type `{:?}` needs exactly the field `{}`", m.kind, match m.kind {
-                    PathModifierType::ReplaceFullPath => "replaceFullPath",
-                    PathModifierType::ReplacePrefixMatch => "replacePrefixMatch",
-                }),
+                format!(
+                    "a path modifier of type `{:?}` needs exactly the field `{}`",
+                    m.kind,
+                    match m.kind {
+                        PathModifierType::ReplaceFullPath => "replaceFullPath",
+                        PathModifierType::ReplacePrefixMatch => "replacePrefixMatch",
+                    }
+                ),
             ));
         }
     };
@@ -416,7 +562,10 @@ fn filter_shape<T>(obj: &Located<T>, at: &str, f: &crate::policy::HttpRouteFilte
             obj,
             Code::SchemaViolation,
             &format!("{at}/requestRedirect/statusCode"),
-            format!("{} is not a redirect status (301, 302, 303, 307, 308)", r.status_code),
+            format!(
+                "{} is not a redirect status (301, 302, 303, 307, 308)",
+                r.status_code
+            ),
         ));
     }
 }
@@ -439,9 +588,18 @@ fn normalized(m: &HttpRouteMatch) -> String {
         .map(|h| format!("{:?}:{}={}", h.kind, h.name.to_ascii_lowercase(), h.value))
         .collect();
     headers.sort();
-    let mut query: Vec<_> = m.query_params.iter().map(|q| format!("{:?}:{}={}", q.kind, q.name, q.value)).collect();
+    let mut query: Vec<_> = m
+        .query_params
+        .iter()
+        .map(|q| format!("{:?}:{}={}", q.kind, q.name, q.value))
+        .collect();
     query.sort();
-    format!("{kind:?} {value} {} [{}] [{}]", m.method.as_deref().unwrap_or("*"), headers.join(","), query.join(","))
+    format!(
+        "{kind:?} {value} {} [{}] [{}]",
+        m.method.as_deref().unwrap_or("*"),
+        headers.join(","),
+        query.join(",")
+    )
 }
 
 /// GM3007: a rule whose every match is identical to a match of an earlier
@@ -451,7 +609,10 @@ fn unreachable_rules(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     let mut by_parent: BTreeMap<&str, Vec<&Located<crate::policy::HTTPRoute>>> = BTreeMap::new();
     for route in &set.routes {
         for parent in &route.value.spec.parent_refs {
-            by_parent.entry(parent.name.as_str()).or_default().push(route);
+            by_parent
+                .entry(parent.name.as_str())
+                .or_default()
+                .push(route);
         }
     }
     for routes in by_parent.values_mut() {
@@ -470,8 +631,16 @@ fn unreachable_rules(set: &PolicySet, out: &mut Vec<Diagnostic>) {
                 if shadows.len() == keys.len()
                     && let Some((by_route, by_rule)) = shadows.first()
                 {
-                    let at = if rule.matches.is_empty() { format!("/spec/rules/{r}") } else { format!("/spec/rules/{r}/matches") };
-                    let earlier = if by_route == name { format!("rule {by_rule}") } else { format!("rule {by_rule} of HTTPRoute `{by_route}`") };
+                    let at = if rule.matches.is_empty() {
+                        format!("/spec/rules/{r}")
+                    } else {
+                        format!("/spec/rules/{r}/matches")
+                    };
+                    let earlier = if by_route == name {
+                        format!("rule {by_rule}")
+                    } else {
+                        format!("rule {by_rule} of HTTPRoute `{by_route}`")
+                    };
                     out.push(
                         diag(route, Code::UnreachableRule, &at, format!("rule {r} can never match: {earlier} matches the same requests and wins the tie"))
                             .with_hint("remove the rule, or make its match more specific"),
@@ -491,8 +660,17 @@ fn rollouts(set: &PolicySet, out: &mut Vec<Diagnostic>) {
         let spec = &ro.value.spec;
         if let Some(first) = by_service.get(spec.service.as_str()) {
             out.push(
-                diag(ro, Code::RolloutConflict, "/spec/service", format!("Service `{}` already has a Rollout", spec.service))
-                    .with_hint(format!("`{}` at {} drives it; one rollout per service at a time", first.value.metadata.name, first.name_location())),
+                diag(
+                    ro,
+                    Code::RolloutConflict,
+                    "/spec/service",
+                    format!("Service `{}` already has a Rollout", spec.service),
+                )
+                .with_hint(format!(
+                    "`{}` at {} drives it; one rollout per service at a time",
+                    first.value.metadata.name,
+                    first.name_location()
+                )),
             );
         } else {
             by_service.insert(&spec.service, ro);
@@ -504,19 +682,47 @@ fn rollouts(set: &PolicySet, out: &mut Vec<Diagnostic>) {
             unknown_subset(ro, "/spec/canarySubset", service, &spec.canary_subset, out);
         }
         if spec.stable_subset == spec.canary_subset {
-            out.push(diag(ro, Code::RolloutConflict, "/spec/canarySubset", format!("canary and stable are both `{}`", spec.stable_subset)));
+            out.push(diag(
+                ro,
+                Code::RolloutConflict,
+                "/spec/canarySubset",
+                format!("canary and stable are both `{}`", spec.stable_subset),
+            ));
         }
         if let Some(route_name) = &spec.route {
             match set.route(route_name) {
                 None => {
-                    let mut d = diag(ro, Code::UnknownRoute, "/spec/route", format!("no HTTPRoute named `{route_name}`"));
-                    if let Some(best) = crate::schema::closest(route_name, set.routes.iter().map(|r| r.value.metadata.name.as_str())) {
+                    let mut d = diag(
+                        ro,
+                        Code::UnknownRoute,
+                        "/spec/route",
+                        format!("no HTTPRoute named `{route_name}`"),
+                    );
+                    if let Some(best) = crate::schema::closest(
+                        route_name,
+                        set.routes.iter().map(|r| r.value.metadata.name.as_str()),
+                    ) {
                         d = d.with_hint(format!("did you mean `{best}`?"));
                     }
                     out.push(d);
                 }
-                Some(route) if !route.value.spec.parent_refs.iter().any(|p| p.name == spec.service) => {
-                    out.push(diag(ro, Code::UnknownRoute, "/spec/route", format!("HTTPRoute `{route_name}` does not route Service `{}`", spec.service)));
+                Some(route)
+                    if !route
+                        .value
+                        .spec
+                        .parent_refs
+                        .iter()
+                        .any(|p| p.name == spec.service) =>
+                {
+                    out.push(diag(
+                        ro,
+                        Code::UnknownRoute,
+                        "/spec/route",
+                        format!(
+                            "HTTPRoute `{route_name}` does not route Service `{}`",
+                            spec.service
+                        ),
+                    ));
                 }
                 Some(_) => {}
             }
@@ -524,39 +730,77 @@ fn rollouts(set: &PolicySet, out: &mut Vec<Diagnostic>) {
         let steps = &spec.steps;
         for (i, pair) in steps.windows(2).enumerate() {
             if pair[1] <= pair[0] {
-                out.push(diag(ro, Code::BadRolloutSteps, &format!("/spec/steps/{}", i + 1), format!("step {} ({}%) is not above the step before it ({}%)", i + 1, pair[1], pair[0])));
+                out.push(diag(
+                    ro,
+                    Code::BadRolloutSteps,
+                    &format!("/spec/steps/{}", i + 1),
+                    format!(
+                        "step {} ({}%) is not above the step before it ({}%)",
+                        i + 1,
+                        pair[1],
+                        pair[0]
+                    ),
+                ));
             }
         }
         for (i, step) in steps.iter().enumerate() {
             if *step == 0 || *step > 100 {
-                out.push(diag(ro, Code::BadRolloutSteps, &format!("/spec/steps/{i}"), format!("step {step}% is not between 1 and 100")));
+                out.push(diag(
+                    ro,
+                    Code::BadRolloutSteps,
+                    &format!("/spec/steps/{i}"),
+                    format!("step {step}% is not between 1 and 100"),
+                ));
             }
         }
         if steps.last().is_some_and(|s| *s != 100) {
             out.push(
-                diag(ro, Code::BadRolloutSteps, &format!("/spec/steps/{}", steps.len() - 1), "the last step must be 100 (all traffic on the canary)".into())
-                    .with_hint("append 100 to `steps`"),
+                diag(
+                    ro,
+                    Code::BadRolloutSteps,
+                    &format!("/spec/steps/{}", steps.len() - 1),
+                    "the last step must be 100 (all traffic on the canary)".into(),
+                )
+                .with_hint("append 100 to `steps`"),
             );
         }
         let a = &spec.analysis;
         if a.interval.is_zero() {
-            out.push(diag(ro, Code::BadThreshold, "/spec/analysis/interval", "the analysis interval must be above zero".into()));
+            out.push(diag(
+                ro,
+                Code::BadThreshold,
+                "/spec/analysis/interval",
+                "the analysis interval must be above zero".into(),
+            ));
         }
         if a.min_requests == 0 {
             out.push(
-                diag(ro, Code::BadThreshold, "/spec/analysis/minRequests", "minRequests 0 would promote a canary that served nothing".into())
-                    .with_hint("use at least 1; 20 or more gives meaningful error rates"),
+                diag(
+                    ro,
+                    Code::BadThreshold,
+                    "/spec/analysis/minRequests",
+                    "minRequests 0 would promote a canary that served nothing".into(),
+                )
+                .with_hint("use at least 1; 20 or more gives meaningful error rates"),
             );
         }
         if a.max_p99.is_some_and(|d| d.is_zero()) {
-            out.push(diag(ro, Code::BadThreshold, "/spec/analysis/maxP99", "a maximum p99 of 0 can never pass".into()));
+            out.push(diag(
+                ro,
+                Code::BadThreshold,
+                "/spec/analysis/maxP99",
+                "a maximum p99 of 0 can never pass".into(),
+            ));
         }
         if spec.progress_deadline <= a.interval {
             out.push(diag(
                 ro,
                 Code::BadThreshold,
                 "/spec/progressDeadline",
-                format!("progressDeadline {} must be longer than the analysis interval {}", spec.progress_deadline, a.interval),
+                format!(
+                    "progressDeadline {} must be longer than the analysis interval {}",
+                    spec.progress_deadline, a.interval
+                ),
             ));
         }
     }
@@ -568,8 +812,17 @@ fn intentions(set: &PolicySet, out: &mut Vec<Diagnostic>) {
         let spec = &it.value.spec;
         if let Some(first) = by_destination.get(spec.destination.as_str()) {
             out.push(
-                diag(it, Code::DuplicateName, "/spec/destination", format!("Service `{}` already has Intentions", spec.destination))
-                    .with_hint(format!("merge them with `{}` at {}", first.value.metadata.name, first.name_location())),
+                diag(
+                    it,
+                    Code::DuplicateName,
+                    "/spec/destination",
+                    format!("Service `{}` already has Intentions", spec.destination),
+                )
+                .with_hint(format!(
+                    "merge them with `{}` at {}",
+                    first.value.metadata.name,
+                    first.name_location()
+                )),
             );
         } else {
             by_destination.insert(&spec.destination, it);
@@ -579,7 +832,12 @@ fn intentions(set: &PolicySet, out: &mut Vec<Diagnostic>) {
         for (i, source) in spec.sources.iter().enumerate() {
             let at = format!("/spec/sources/{i}");
             if !sources.insert(source.name.as_str()) {
-                out.push(diag(it, Code::DuplicateName, &format!("{at}/name"), format!("source `{}` is listed twice", source.name)));
+                out.push(diag(
+                    it,
+                    Code::DuplicateName,
+                    &format!("{at}/name"),
+                    format!("source `{}` is listed twice", source.name),
+                ));
             }
             if source.name != "*" {
                 unknown_service(set, it, &format!("{at}/name"), &source.name, out);
@@ -589,16 +847,37 @@ fn intentions(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn intention_source<T>(obj: &Located<T>, at: &str, source: &IntentionSource, out: &mut Vec<Diagnostic>) {
+fn intention_source<T>(
+    obj: &Located<T>,
+    at: &str,
+    source: &IntentionSource,
+    out: &mut Vec<Diagnostic>,
+) {
     if source.action.is_some() == !source.permissions.is_empty() {
-        out.push(diag(obj, Code::SchemaViolation, at, format!("source `{}` needs exactly one of `action` or `permissions`", source.name)));
+        out.push(diag(
+            obj,
+            Code::SchemaViolation,
+            at,
+            format!(
+                "source `{}` needs exactly one of `action` or `permissions`",
+                source.name
+            ),
+        ));
     }
     for (p, permission) in source.permissions.iter().enumerate() {
         let pat = format!("{at}/permissions/{p}/http");
         let http = &permission.http;
-        let paths = [&http.path_exact, &http.path_prefix, &http.path_regex].iter().filter(|p| p.is_some()).count();
+        let paths = [&http.path_exact, &http.path_prefix, &http.path_regex]
+            .iter()
+            .filter(|p| p.is_some())
+            .count();
         if paths > 1 {
-            out.push(diag(obj, Code::SchemaViolation, &pat, "give at most one of pathExact, pathPrefix and pathRegex".into()));
+            out.push(diag(
+                obj,
+                Code::SchemaViolation,
+                &pat,
+                "give at most one of pathExact, pathPrefix and pathRegex".into(),
+            ));
         }
         if let Some(re) = &http.path_regex {
             regex(obj, &format!("{pat}/pathRegex"), re, out);
@@ -613,16 +892,27 @@ fn intention_source<T>(obj: &Located<T>, at: &str, source: &IntentionSource, out
 
 /// GM3014: a Service declares an upstream whose intentions will refuse it.
 fn denied_upstreams(set: &PolicySet, out: &mut Vec<Diagnostic>) {
-    let default = set.meshes.first().map_or(Action::Deny, |m| m.value.spec.default_intention);
+    let default = set
+        .meshes
+        .first()
+        .map_or(Action::Deny, |m| m.value.spec.default_intention);
     for svc in &set.services {
         let name = &svc.value.metadata.name;
         for (i, upstream) in svc.value.spec.upstreams.iter().enumerate() {
             if set.service(upstream).is_none() {
                 continue;
             }
-            let intentions = set.intentions.iter().find(|it| &it.value.spec.destination == upstream);
-            let sources = intentions.map(|it| it.value.spec.sources.as_slice()).unwrap_or_default();
-            let rule = sources.iter().find(|s| &s.name == name).or_else(|| sources.iter().find(|s| s.name == "*"));
+            let intentions = set
+                .intentions
+                .iter()
+                .find(|it| &it.value.spec.destination == upstream);
+            let sources = intentions
+                .map(|it| it.value.spec.sources.as_slice())
+                .unwrap_or_default();
+            let rule = sources
+                .iter()
+                .find(|s| &s.name == name)
+                .or_else(|| sources.iter().find(|s| s.name == "*"));
             let allowed = match rule {
                 Some(s) if !s.permissions.is_empty() => true,
                 Some(s) => s.action == Some(Action::Allow),
@@ -630,8 +920,17 @@ fn denied_upstreams(set: &PolicySet, out: &mut Vec<Diagnostic>) {
             };
             if !allowed {
                 out.push(
-                    diag(svc, Code::UpstreamDenied, &format!("/spec/upstreams/{i}"), format!("`{name}` calls `{upstream}`, but `{upstream}`'s intentions deny it"))
-                        .with_hint(format!("add `{name}` as an allowed source in the Intentions for `{upstream}`")),
+                    diag(
+                        svc,
+                        Code::UpstreamDenied,
+                        &format!("/spec/upstreams/{i}"),
+                        format!(
+                            "`{name}` calls `{upstream}`, but `{upstream}`'s intentions deny it"
+                        ),
+                    )
+                    .with_hint(format!(
+                        "add `{name}` as an allowed source in the Intentions for `{upstream}`"
+                    )),
                 );
             }
         }

@@ -11,8 +11,8 @@
 
 mod intentions;
 mod mesh;
-mod route;
 mod rollout;
+mod route;
 mod service;
 
 use std::collections::BTreeMap;
@@ -21,7 +21,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use self::intentions::{HttpPermission, IntentionPermission, IntentionSource, IntentionsSpec};
-pub use self::mesh::{MeshSpec, MetricsSource, MetricsSourceKind, MtlsSettings, RolloutDefaults, Wave};
+pub use self::mesh::{
+    MeshSpec, MetricsSource, MetricsSourceKind, MtlsSettings, RolloutDefaults, Wave,
+};
 pub use self::rollout::{Analysis, OnSuccess, RelativeGates, RolloutSpec};
 pub use self::route::{
     BackendRef, FilterType, HttpPathModifier, HttpRouteFilter, HttpRouteMatch, HttpRouteRule,

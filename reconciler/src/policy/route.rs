@@ -92,7 +92,11 @@ pub struct HttpRouteFilter {
     pub response_header_modifier: Option<HeaderModifier>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_redirect: Option<RedirectPolicy>,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "urlRewrite")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "urlRewrite"
+    )]
     pub url_rewrite: Option<UrlRewritePolicy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_mirror: Option<MirrorPolicy>,

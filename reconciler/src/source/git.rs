@@ -62,6 +62,16 @@ pub fn read_rev(path: &Path, rev: &str) -> Result<(Vec<SourceFile>, ResolvedRev)
     Ok((files, resolved))
 }
 
+/// The top of the working tree of the repo containing `path`.
+pub fn worktree_root(path: &Path) -> Result<std::path::PathBuf, SourceError> {
+    let repo = open(path)?;
+    repo.workdir()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| SourceError::NotADirectory {
+            path: format!("{} (a bare repository has no working tree)", path.display()),
+        })
+}
+
 fn open(path: &Path) -> Result<Repository, SourceError> {
     Repository::discover(path).map_err(|source| SourceError::OpenRepo {
         path: path.display().to_string(),
@@ -107,7 +117,11 @@ mod tests {
     fn reads_a_revision_without_checkout() {
         let dir = tempfile::tempdir().unwrap();
         let repo = Repository::init(dir.path()).unwrap();
-        commit_files(&repo, &[("a.yaml", "v: 1"), (".github/x.yaml", "no")], "one");
+        commit_files(
+            &repo,
+            &[("a.yaml", "v: 1"), (".github/x.yaml", "no")],
+            "one",
+        );
         commit_files(&repo, &[("a.yaml", "v: 2"), ("sub/b.yml", "w: 1")], "two");
         // The working tree is changed but not committed: --rev must ignore it.
         fs::write(dir.path().join("a.yaml"), "v: dirty").unwrap();
@@ -128,6 +142,9 @@ mod tests {
         let repo = Repository::init(dir.path()).unwrap();
         commit_files(&repo, &[("a.yaml", "v: 1")], "one");
         let err = read_rev(dir.path(), "nope").unwrap_err();
-        assert!(err.to_string().contains("cannot resolve revision `nope`"), "{err}");
+        assert!(
+            err.to_string().contains("cannot resolve revision `nope`"),
+            "{err}"
+        );
     }
 }

@@ -8,7 +8,7 @@ pub mod positions;
 pub mod yaml;
 
 pub use self::files::read_dir;
-pub use self::git::{ResolvedRev, read_rev, resolve_rev};
+pub use self::git::{ResolvedRev, read_rev, resolve_rev, worktree_root};
 
 /// Files larger than this are reported, not read: a policy file is a few
 /// kilobytes, and nothing should make lint hold a huge blob in memory.

@@ -158,17 +158,26 @@ impl Builder {
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match self.stack.pop() {
-                    Some(Open::Seq(start, items, anchor)) => {
-                        (Node { span: start, value: Value::Seq(items) }, anchor)
-                    }
-                    Some(Open::Map(start, entries, _, anchor)) => {
-                        (Node { span: start, value: Value::Map(entries) }, anchor)
-                    }
+                    Some(Open::Seq(start, items, anchor)) => (
+                        Node {
+                            span: start,
+                            value: Value::Seq(items),
+                        },
+                        anchor,
+                    ),
+                    Some(Open::Map(start, entries, _, anchor)) => (
+                        Node {
+                            span: start,
+                            value: Value::Map(entries),
+                        },
+                        anchor,
+                    ),
                     None => return Ok(()),
                 };
                 self.finish(node, anchor, span)
             }
             Event::Scalar(text, style, anchor, tag) => {
+                let span = scalar_span(span, &text, style);
                 let is_str_tag = tag.as_ref().is_some_and(|t| t.suffix == "str");
                 let value = if style == ScalarStyle::Plain && !is_str_tag {
                     resolve_plain(&text)
@@ -270,6 +279,23 @@ impl Builder {
                 }
             },
         }
+    }
+}
+
+/// The parser's scalar spans can run past the value (up to the next
+/// token); a one-line scalar ends where its text (and quotes) end.
+fn scalar_span(span: Span, text: &str, style: ScalarStyle) -> Span {
+    if span.end_line != span.line || text.contains('\n') {
+        return span;
+    }
+    let quotes = match style {
+        ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => 2,
+        _ => 0,
+    };
+    let len = text.chars().count() as u32 + quotes;
+    Span {
+        end_column: (span.column + len.max(1)).min(span.end_column.max(span.column + 1)),
+        ..span
     }
 }
 
@@ -412,7 +438,10 @@ mod tests {
         let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         let mut prev = 'a';
         for name in ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] {
-            text.push_str(&format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(", ")));
+            text.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 10].join(", ")
+            ));
             prev = name;
         }
         let (_, problems) = parse(&text);
