@@ -1,1 +1,43 @@
-//! gitmesh sidecar proxy (under construction).
+//! gitmesh's sidecar proxy: an L7 data plane that runs a
+//! [`gitmesh_proxy_config::ProxyConfig`]: outbound routing with Gateway API
+//! semantics, load balancing, retries under a budget, timeouts, circuit
+//! breaking, outlier detection, health checks, fault injection, mirroring,
+//! hot config swaps and Prometheus metrics.
+//!
+//! Binary use: [`run`] with [`ProxyArgs`]. Library use (tests, embedding):
+//! [`Proxy::start`] → [`RunningProxy`].
+
+mod admin;
+mod balance;
+mod body;
+mod breaker;
+mod budget;
+mod cli;
+mod clock;
+mod connect;
+mod endpoint;
+mod error;
+mod fault;
+mod forward;
+mod health;
+mod inbound;
+mod listener;
+mod metrics;
+mod mirror;
+mod outbound;
+mod outlier;
+mod pool;
+mod proxy;
+mod respond;
+mod retry;
+mod routing;
+mod snapshot;
+mod split;
+mod state;
+mod swap;
+
+pub use self::cli::{LogFormat, ProxyArgs, run};
+pub use self::error::ProxyError;
+pub use self::listener::ListenerLimits;
+pub use self::proxy::{Proxy, ProxySettings, RunningProxy};
+pub use self::state::StateDir;

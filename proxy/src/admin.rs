@@ -1,0 +1,63 @@
+//! The admin listener: `/metrics` (Prometheus text), `/ready`, and `/config`
+//! (the running config, its version and digest, as JSON).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::metrics::Metrics;
+use crate::swap::ConfigStore;
+
+#[derive(Debug)]
+pub struct Admin {
+    pub store: Arc<ConfigStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ProxyBody> {
+    let mut r = Response::new(ProxyBody::bytes(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+impl Admin {
+    pub fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                Bytes::from_static(b"only GET\n"),
+            );
+        }
+        match req.uri().path() {
+            "/metrics" => reply(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                Bytes::from(self.metrics.encode()),
+            ),
+            "/ready" => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
+            "/config" => {
+                let snapshot = self.store.current();
+                let mut r = reply(
+                    StatusCode::OK,
+                    "application/json",
+                    snapshot.config_json.clone(),
+                );
+                if let Ok(v) = HeaderValue::from_str(&snapshot.config.version) {
+                    r.headers_mut().insert("x-gitmesh-config-version", v);
+                }
+                r
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                Bytes::from_static(b"admin paths: /metrics /ready /config\n"),
+            ),
+        }
+    }
+}

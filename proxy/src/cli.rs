@@ -1,0 +1,181 @@
+//! `gitmesh proxy`: the command-line arguments and the blocking entry point
+//! that builds a runtime, starts the proxy, and drains it on Ctrl-C/SIGTERM.
+//! SIGHUP re-reads `--config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::ProxyError;
+use crate::listener::ListenerLimits;
+use crate::proxy::{Proxy, ProxySettings};
+use crate::state::{StateDir, read_config};
+
+/// How the binary should format logs (it sets up `tracing` itself).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Run the sidecar proxy beside one app instance.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ProxyArgs {
+    /// A proxy config file (JSON, the same wire format the reconciler sends).
+    /// Without it, the config last accepted into --state-dir is used.
+    /// Send SIGHUP to re-read it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The service this instance belongs to, overriding the config's
+    /// `service` (useful when one static file serves several services).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+
+    /// Where the local app sends its outbound calls: `http://<service>/…`
+    /// with this as the HTTP proxy, or with the Host header naming the
+    /// service (HTTP_PROXY=http://127.0.0.1:15001 works).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15001")]
+    pub outbound: SocketAddr,
+
+    /// Where peers' sidecars send requests for the local app.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15006")]
+    pub inbound: SocketAddr,
+
+    /// The admin listener: /metrics (Prometheus), /ready, /config.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
+    pub admin: SocketAddr,
+
+    /// The local app's `host:port`; inbound requests are forwarded there.
+    #[arg(long, value_name = "ADDR")]
+    pub app: Option<String>,
+
+    /// A directory where the last accepted config is saved (atomically), so
+    /// that a restarted proxy serves traffic without its control plane.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Worker threads of the proxy's runtime. One is enough for most
+    /// sidecars and keeps CPU and memory low.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub workers: usize,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Largest request head in bytes; a larger one gets 431.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most header fields in one HTTP/1.1 request; more gets 431.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Milliseconds a client may take to send a whole request head before
+    /// the connection is closed (protects against slow clients).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
+    /// Largest request body (bytes) buffered so that it can be retried or
+    /// mirrored; larger bodies stream through with no retry.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub retry_buffer_bytes: usize,
+
+    /// Seconds shutdown waits for in-flight requests to finish.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub drain_timeout_secs: u64,
+}
+
+impl ProxyArgs {
+    pub fn settings(&self) -> ProxySettings {
+        ProxySettings {
+            outbound: self.outbound,
+            inbound: self.inbound,
+            admin: self.admin,
+            app: self.app.clone(),
+            state_dir: self.state_dir.clone(),
+            service: self.service.clone(),
+            limits: ListenerLimits {
+                max_header_bytes: self.max_header_bytes,
+                max_headers: self.max_headers,
+                header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+                drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+            },
+            replay_buffer_bytes: self.retry_buffer_bytes,
+            ..ProxySettings::default()
+        }
+    }
+}
+
+/// Runs the proxy until Ctrl-C or SIGTERM, then drains gracefully.
+pub fn run(args: ProxyArgs) -> Result<(), ProxyError> {
+    let runtime = if args.workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.workers)
+            .enable_all()
+            .build()
+    }
+    .map_err(ProxyError::Runtime)?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ProxyArgs) -> Result<(), ProxyError> {
+    let config = match (&args.config, &args.state_dir) {
+        (Some(path), _) => read_config(path)?,
+        (None, Some(dir)) => StateDir::new(dir).load()?.ok_or(ProxyError::NoConfig)?,
+        (None, None) => return Err(ProxyError::NoConfig),
+    };
+    let proxy = Proxy::start(args.settings(), config).await?;
+    loop {
+        match next_signal().await {
+            Signal::Stop => break,
+            Signal::Reload => {
+                let Some(path) = &args.config else { continue };
+                match read_config(path).map(|c| proxy.apply(c)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(invalid)) => tracing::error!(%invalid, "SIGHUP: config refused"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: cannot read config"),
+                }
+            }
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+#[cfg(unix)]
+async fn next_signal() -> Signal {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return Signal::Stop;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Signal::Stop,
+        _ = term.recv() => Signal::Stop,
+        _ = hup.recv() => Signal::Reload,
+    }
+}
+
+#[cfg(not(unix))]
+async fn next_signal() -> Signal {
+    let _ = tokio::signal::ctrl_c().await;
+    Signal::Stop
+}

@@ -1,0 +1,270 @@
+//! Sends a request to a pool: circuit-breaker admission, endpoint choice,
+//! per-try timeout, and the retry loop (conditions, budget, backoff). Each
+//! try's outcome feeds outlier detection. Used by the outbound listener and,
+//! with a single try, by mirrors.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use hyper::body::Incoming;
+
+use crate::body::ProxyBody;
+use crate::clock::Clock;
+use crate::outlier::Observation;
+use crate::pool::Pool;
+use crate::retry::{RetryPlan, TryOutcome};
+
+/// A request body as the try loop sees it.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// Buffered: may be sent again (retries, mirrors).
+    Replayable(Bytes),
+    /// Streamed: one try only.
+    Streaming(Incoming),
+}
+
+impl RequestBody {
+    /// Buffers `body` when a replay may be needed and it is known to fit in
+    /// `limit` bytes; otherwise leaves it streaming (`false`: too large).
+    pub async fn prepare(
+        body: Incoming,
+        want_replay: bool,
+        limit: usize,
+    ) -> Result<(RequestBody, bool), hyper::Error> {
+        use http_body::Body;
+        use http_body_util::BodyExt;
+        if !want_replay {
+            return Ok((RequestBody::Streaming(body), true));
+        }
+        if body.is_end_stream() {
+            return Ok((RequestBody::Replayable(Bytes::new()), true));
+        }
+        match body.size_hint().upper() {
+            Some(n) if n <= limit as u64 => {
+                let bytes = body.collect().await?.to_bytes();
+                Ok((RequestBody::Replayable(bytes), true))
+            }
+            _ => Ok((RequestBody::Streaming(body), false)),
+        }
+    }
+
+    pub fn replayable(&self) -> Option<&Bytes> {
+        match self {
+            RequestBody::Replayable(b) => Some(b),
+            RequestBody::Streaming(_) => None,
+        }
+    }
+}
+
+/// The parts of a request that every try repeats.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    pub path_and_query: PathAndQuery,
+    pub headers: HeaderMap,
+    /// The authority the caller used (service name), for `Host` on HTTP/1.1.
+    pub authority: Option<HeaderValue>,
+}
+
+/// Why the proxy answers itself instead of relaying an upstream response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    /// For a circuit-breaker rejection: which limit.
+    pub overloaded: Option<&'static str>,
+}
+
+impl Failure {
+    pub const fn new(status: StatusCode, reason: &'static str) -> Self {
+        Failure {
+            status,
+            reason,
+            overloaded: None,
+        }
+    }
+
+    fn of(outcome: TryOutcome) -> Self {
+        match outcome {
+            TryOutcome::ConnectFailure => {
+                Failure::new(StatusCode::SERVICE_UNAVAILABLE, outcome.reason())
+            }
+            TryOutcome::Reset => Failure::new(StatusCode::BAD_GATEWAY, outcome.reason()),
+            TryOutcome::PerTryTimeout => {
+                Failure::new(StatusCode::GATEWAY_TIMEOUT, outcome.reason())
+            }
+            TryOutcome::Status(s) => Failure::new(s, outcome.reason()),
+        }
+    }
+}
+
+/// Per-request facts the try loop needs.
+#[derive(Debug)]
+pub struct TryPolicy<'a> {
+    pub retry: Option<&'a RetryPlan>,
+    pub per_try_timeout: Option<Duration>,
+    /// Ring hash key of this request.
+    pub hash: Option<u64>,
+    pub clock: Clock,
+}
+
+fn build_request(
+    pool: &Pool,
+    authority: &Authority,
+    head: &RequestHead,
+    headers: HeaderMap,
+    body: ProxyBody,
+) -> Request<ProxyBody> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(head.path_and_query.clone());
+    let uri = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+    let mut req = Request::new(body);
+    *req.method_mut() = head.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    if pool.service.client.key.http2 {
+        *req.version_mut() = Version::HTTP_2;
+        req.headers_mut().remove(header::HOST);
+    } else {
+        *req.version_mut() = Version::HTTP_11;
+        if let Some(a) = &head.authority
+            && !req.headers().contains_key(header::HOST)
+        {
+            req.headers_mut().insert(header::HOST, a.clone());
+        }
+    }
+    req
+}
+
+/// One try to one endpoint.
+async fn try_once(
+    pool: &Pool,
+    req: Request<ProxyBody>,
+    per_try_timeout: Option<Duration>,
+) -> Result<Response<Incoming>, TryOutcome> {
+    let fut = pool.service.client.client.request(req);
+    let result = match per_try_timeout {
+        Some(d) => tokio::time::timeout(d, fut)
+            .await
+            .map_err(|_| TryOutcome::PerTryTimeout)?,
+        None => fut.await,
+    };
+    result.map_err(|e| {
+        if e.is_connect() {
+            TryOutcome::ConnectFailure
+        } else {
+            TryOutcome::Reset
+        }
+    })
+}
+
+/// Sends `head` + `body` to `pool`, retrying as `policy` allows. Returns the
+/// upstream response (which may itself be an error status) or why not.
+pub async fn forward(
+    pool: &Pool,
+    mut head: RequestHead,
+    body: RequestBody,
+    policy: &TryPolicy<'_>,
+) -> Result<Response<Incoming>, Failure> {
+    let service = &pool.service;
+    let _permit = service.breaker.admit().map_err(|limit| {
+        service.metrics.breaker_rejected(limit.as_str());
+        Failure {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason: "circuit-breaker",
+            overloaded: Some(limit.as_str()),
+        }
+    })?;
+    let clock = policy.clock;
+    let retry = policy.retry.filter(|r| r.max_retries > 0);
+    if let Some(r) = retry {
+        r.budget.record_request(clock.now_ms());
+    }
+    let (replay, mut streaming) = match body {
+        RequestBody::Replayable(b) => (Some(b), None),
+        RequestBody::Streaming(s) => (None, Some(s)),
+    };
+    let mut retries_done = 0u32;
+    let mut exclude = None;
+    loop {
+        let Some(i) = pool.pick(clock.now_ms(), exclude, policy.hash) else {
+            return Err(Failure::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no-healthy-endpoint",
+            ));
+        };
+        let endpoint = &pool.endpoints[i];
+        let (headers, body) = match &replay {
+            Some(b) => (head.headers.clone(), ProxyBody::bytes(b.clone())),
+            None => (
+                std::mem::take(&mut head.headers),
+                streaming
+                    .take()
+                    .map_or(ProxyBody::Empty, ProxyBody::Streaming),
+            ),
+        };
+        let req = build_request(pool, &endpoint.authority, &head, headers, body);
+        let result = {
+            let _in_flight = endpoint.start_request();
+            try_once(pool, req, policy.per_try_timeout).await
+        };
+        let outcome = match &result {
+            Ok(r) => TryOutcome::Status(r.status()),
+            Err(o) => *o,
+        };
+        let observation = match outcome {
+            TryOutcome::Status(s) if s.is_server_error() => Observation::ServerError,
+            TryOutcome::Status(_) => Observation::Success,
+            TryOutcome::ConnectFailure | TryOutcome::Reset => Observation::ConnectFailure,
+            TryOutcome::PerTryTimeout => Observation::ServerError,
+        };
+        service.observe(endpoint, observation, clock.now_ms());
+        if outcome == TryOutcome::PerTryTimeout {
+            service.metrics.per_try_timeouts.inc();
+        }
+        let plan = match retry {
+            Some(r) if replay.is_some() && retries_done < r.max_retries && r.retryable(outcome) => {
+                r
+            }
+            _ => return result.map_err(Failure::of),
+        };
+        if !plan.budget.try_retry(clock.now_ms()) {
+            service.metrics.budget_exhausted.inc();
+            return result.map_err(Failure::of);
+        }
+        drop(result);
+        pool.metrics.retries.inc();
+        tokio::time::sleep(plan.backoff(retries_done)).await;
+        retries_done += 1;
+        exclude = Some(i);
+    }
+}
+
+/// Sends one copy of a request with no retry (mirrors, health checks).
+pub async fn send_once(
+    pool: &Pool,
+    endpoint: usize,
+    head: &RequestHead,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<StatusCode, TryOutcome> {
+    let endpoint = &pool.endpoints[endpoint];
+    let req = build_request(
+        pool,
+        &endpoint.authority,
+        head,
+        head.headers.clone(),
+        ProxyBody::bytes(body),
+    );
+    let _in_flight = endpoint.start_request();
+    let response = try_once(pool, req, Some(timeout)).await?;
+    let status = response.status();
+    // Drain the body so the connection can return to the pool.
+    let drain = http_body_util::BodyExt::collect(response.into_body());
+    let _ = tokio::time::timeout(timeout, drain).await;
+    Ok(status)
+}

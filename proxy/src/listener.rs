@@ -1,0 +1,152 @@
+//! Accept loops: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port, with
+//! header size and count limits, a header read timeout for slow clients, a
+//! gauge of open connections, and graceful draining on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::body::ProxyBody;
+use crate::metrics::Metrics;
+
+/// Limits applied to every downstream connection.
+#[derive(Clone, Debug)]
+pub struct ListenerLimits {
+    /// Largest request head (HTTP/1.1 buffer, HTTP/2 header list), in bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields in one HTTP/1.1 request.
+    pub max_headers: usize,
+    /// How long a client may take to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `listener` until `shutdown` turns true, then drains.
+pub fn spawn<H, F>(
+    name: &'static str,
+    listener: TcpListener,
+    limits: ListenerLimits,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+    handler: H,
+) -> JoinHandle<()>
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let open = metrics.connections(name);
+    tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off a little.
+                        tracing::warn!(listener = name, error = %e, "accept failed");
+                        metrics.error(name, "accept-failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let handler = handler.clone();
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let metrics = metrics.clone();
+            let open = open.clone();
+            let first_byte_timeout = limits.header_read_timeout;
+            tokio::spawn(async move {
+                open.inc();
+                // A client that connects and sends nothing is cut off at the
+                // header read timeout too (before protocol detection).
+                let mut probe = [0u8; 1];
+                match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        let svc = service_fn(move |req| {
+                            let h = handler.clone();
+                            async move { Ok::<_, Infallible>(h(req, peer).await) }
+                        });
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                        if let Err(e) = watcher.watch(conn).await
+                            && let Some(reason) = classify(e.as_ref())
+                        {
+                            metrics.error(name, reason);
+                            tracing::debug!(listener = name, %peer, error = %e, reason, "connection error");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => metrics.error(name, "header-read-timeout"),
+                }
+                open.dec();
+            });
+        }
+        drop(listener);
+        if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                listener = name,
+                "drain timed out; closing remaining connections"
+            );
+        }
+    })
+}
+
+/// The counted reason of a connection-level error, for the bad-input ones.
+fn classify(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(h) = err.downcast_ref::<hyper::Error>() {
+            return Some(if h.is_timeout() {
+                "header-read-timeout"
+            } else if h.is_parse_too_large() {
+                "headers-too-large"
+            } else if h.is_parse() {
+                "malformed-request"
+            } else {
+                return None;
+            });
+        }
+        source = err.source();
+    }
+    None
+}
