@@ -111,6 +111,9 @@ codes! {
     RolloutConflict = "GM3013", Error, "conflicting rollout";
     /// A declared upstream that the destination's intentions deny.
     UpstreamDenied = "GM3014", Warning, "upstream denied by intentions";
+    /// Route weights between a Rollout's stable and canary subsets: the
+    /// Rollout sets them as it progresses, so what the route says is ignored.
+    WeightsOwnedByRollout = "GM3015", Warning, "weights owned by a Rollout";
 }
 
 impl fmt::Display for Code {

@@ -22,6 +22,8 @@ pub struct Plan {
     pub objects: Vec<ObjectChange>,
     pub proxies: Vec<SnapshotChange>,
     pub rollouts: Vec<RolloutChange>,
+    /// Things a reader should know to understand the plan.
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -66,12 +68,26 @@ impl Plan {
 pub fn plan(old: &PolicySet, new: &PolicySet, from: &str, to: &str) -> Plan {
     let none = CanaryWeights::new();
     let proxies = diff(&compile(old, from, &none), &compile(new, to, &none));
+    let objects = objects(old, new);
+    let mut notes = Vec::new();
+    for (rollout, route, rule) in crate::semantics::rollout_owned_rules(new) {
+        let touched = objects
+            .iter()
+            .any(|o| o.kind == "HTTPRoute" && o.name == route && o.change == Change::Modified);
+        if touched {
+            notes.push(format!(
+                "HTTPRoute `{route}` rule {rule}: the split there is owned by Rollout `{rollout}`; \
+                 weights written in the route do not reach proxies"
+            ));
+        }
+    }
     Plan {
         from: from.to_string(),
         to: to.to_string(),
-        objects: objects(old, new),
+        objects,
         proxies,
         rollouts: rollouts(&old.rollouts, &new.rollouts),
+        notes,
     }
 }
 
@@ -270,6 +286,13 @@ impl Plan {
                         }
                     }
                 }
+            }
+            s.push('\n');
+        }
+        if !self.notes.is_empty() {
+            s.push_str("### Notes\n\n");
+            for n in &self.notes {
+                let _ = writeln!(s, "- {n}");
             }
             s.push('\n');
         }

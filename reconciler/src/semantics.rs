@@ -24,7 +24,74 @@ pub fn check(set: &PolicySet) -> Vec<Diagnostic> {
     rollouts(set, &mut out);
     intentions(set, &mut out);
     denied_upstreams(set, &mut out);
+    rollout_owned_weights(set, &mut out);
     out
+}
+
+/// The route rules whose split a Rollout owns, with the Rollout's name:
+/// rules of its route (or of every route on its service, without one) that
+/// send to its stable or canary subset.
+pub fn rollout_owned_rules(set: &PolicySet) -> Vec<(String, String, usize)> {
+    let mut out = Vec::new();
+    for ro in &set.rollouts {
+        let spec = &ro.value.spec;
+        for route in &set.routes {
+            let name = &route.value.metadata.name;
+            let attached = route
+                .value
+                .spec
+                .parent_refs
+                .iter()
+                .any(|p| p.name == spec.service);
+            if !attached || spec.route.as_ref().is_some_and(|r| r != name) {
+                continue;
+            }
+            for (r, rule) in route.value.spec.rules.iter().enumerate() {
+                let ours = rule.backend_refs.iter().any(|b| {
+                    b.name == spec.service
+                        && (b.subset.as_deref() == Some(&spec.stable_subset)
+                            || b.subset.as_deref() == Some(&spec.canary_subset))
+                });
+                if ours {
+                    out.push((ro.value.metadata.name.clone(), name.clone(), r));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// GM3015: weights a Rollout owns, written as anything but "all on stable".
+fn rollout_owned_weights(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+    for (rollout, route_name, r) in rollout_owned_rules(set) {
+        let Some(route) = set.route(&route_name) else {
+            continue;
+        };
+        let Some(ro) = set
+            .rollouts
+            .iter()
+            .find(|x| x.value.metadata.name == rollout)
+        else {
+            continue;
+        };
+        let spec = &ro.value.spec;
+        let rule = &route.value.spec.rules[r];
+        let canary_weight: i64 = rule
+            .backend_refs
+            .iter()
+            .filter(|b| b.name == spec.service && b.subset.as_deref() == Some(&spec.canary_subset))
+            .map(|b| b.weight)
+            .sum();
+        if canary_weight > 0 {
+            out.push(
+                diag(route, Code::WeightsOwnedByRollout, &format!("/spec/rules/{r}/backendRefs"), format!(
+                    "the split between `{}` and `{}` is owned by Rollout `{rollout}`: these weights are ignored",
+                    spec.stable_subset, spec.canary_subset
+                ))
+                .with_hint("the Rollout moves the weights step by step and writes the final ones back; give the canary weight 0 here"),
+            );
+        }
+    }
 }
 
 fn diag<T>(obj: &Located<T>, code: Code, pointer: &str, message: String) -> Diagnostic {
@@ -853,7 +920,7 @@ fn intention_source<T>(
     source: &IntentionSource,
     out: &mut Vec<Diagnostic>,
 ) {
-    if source.action.is_some() == !source.permissions.is_empty() {
+    if source.action.is_some() != source.permissions.is_empty() {
         out.push(diag(
             obj,
             Code::SchemaViolation,
