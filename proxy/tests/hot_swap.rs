@@ -54,8 +54,8 @@ async fn swaps_under_load_lose_nothing() {
                 (ok, failed)
             }));
         }
-        for i in 1..=40 {
-            let subset = if i % 2 == 0 { "v1" } else { "v2" };
+        for i in 1..=40u32 {
+            let subset = if i.is_multiple_of(2) { "v1" } else { "v2" };
             proxy
                 .apply(config(cfg(&format!("c{i}"), subset, &v1, &v2)))
                 .expect("valid config applies");

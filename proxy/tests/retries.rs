@@ -38,7 +38,7 @@ async fn retries_recover_a_flaky_upstream() {
         let up = upstream(move |_| {
             let n = n.clone();
             async move {
-                if n.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+                if n.fetch_add(1, Ordering::SeqCst).is_multiple_of(2) {
                     text(503, "down")
                 } else {
                     text(200, "ok")
