@@ -94,20 +94,17 @@ pub fn load(files: &[SourceFile]) -> Loaded {
             Content::Bytes(bytes) => bytes,
             Content::TooLarge(size) => {
                 if file.is_yaml() {
-                    loaded.diagnostics.push(Diagnostic::new(
-                        Code::UnreadableFile,
-                        &file.path,
-                        Span::default(),
-                        format!(
-                            "file is {:.1} MB, above the {} MB limit for policy files",
-                            *size as f64 / 1e6,
-                            MAX_FILE_BYTES / (1024 * 1024)
-                        ),
-                    ));
+                    loaded.diagnostics.push(too_large(&file.path, *size));
                 }
                 continue;
             }
         };
+        if bytes.len() as u64 > MAX_FILE_BYTES && file.is_yaml() {
+            loaded
+                .diagnostics
+                .push(too_large(&file.path, bytes.len() as u64));
+            continue;
+        }
         let text = match std::str::from_utf8(bytes) {
             Ok(text) if !text.contains('\0') => text,
             _ => {
@@ -131,6 +128,19 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         loaded.sources.insert(file.path.clone(), text.to_string());
     }
     loaded
+}
+
+fn too_large(path: &str, size: u64) -> Diagnostic {
+    Diagnostic::new(
+        Code::UnreadableFile,
+        path,
+        Span::default(),
+        format!(
+            "file is {:.1} MB, above the {} MB limit for policy files",
+            size as f64 / 1e6,
+            MAX_FILE_BYTES / (1024 * 1024)
+        ),
+    )
 }
 
 /// Loads the documents of one YAML file (exposed for the fuzz target and
@@ -338,6 +348,7 @@ mod tests {
                 path: "big.yaml".into(),
                 content: Content::TooLarge(10_000_000),
             },
+            SourceFile::new("ten-mb.yaml", "a: 1\n".repeat(2_000_000)),
             SourceFile::new("deep.yaml", "a: ".to_string() + &"[".repeat(1000)),
             SourceFile::new("nan.yaml", format!("{SERVICE}  weird: .nan\n")),
         ];
@@ -352,6 +363,7 @@ mod tests {
             [
                 ("bin.yaml", Code::UnreadableFile),
                 ("big.yaml", Code::UnreadableFile),
+                ("ten-mb.yaml", Code::UnreadableFile),
                 ("deep.yaml", Code::YamlTooComplex),
                 ("nan.yaml", Code::UnknownField),
             ]

@@ -90,6 +90,12 @@ macro_rules! kinds {
                 match name { $(stringify!($name) => Some(Kind::$name),)* _ => None }
             }
 
+            /// Deserializes a document as this kind, discarding the value:
+            /// the Rust-side half of the check that types and schemas agree.
+            pub fn deserialize_check(self, json: serde_json::Value) -> Result<(), serde_json::Error> {
+                match self { $(Kind::$name => serde_json::from_value::<$name>(json).map(drop),)* }
+            }
+
             /// The kind's JSON Schema, generated from its Rust type.
             pub fn generate_schema(self) -> schemars::Schema {
                 match self { $(Kind::$name => schemars::schema_for!($name),)* }
