@@ -15,6 +15,7 @@ use gitmesh_proxy_config::{
     Redirect, Route, RouteMatch, RouteRule, RouteTimeouts, Upstream, UrlRewrite,
 };
 
+use crate::index::Index;
 use crate::load::PolicySet;
 use crate::policy::{
     FilterType, HttpPathModifier, HttpRouteRule, IntentionsSpec, MeshSpec, PathModifierType,
@@ -46,9 +47,11 @@ pub fn compile(set: &PolicySet, version: &str, canary: &CanaryWeights) -> Snapsh
         .iter()
         .map(|i| (i.value.spec.destination.as_str(), &i.value.spec))
         .collect();
+    let ix = Index::new(set);
+    let allowed = allowed_destinations(&intentions);
     let upstreams: BTreeMap<&str, Upstream> = services
         .iter()
-        .map(|(name, svc)| (*name, upstream(set, name, svc, canary)))
+        .map(|(name, svc)| (*name, upstream(&ix, name, svc, canary)))
         .collect();
     services
         .iter()
@@ -64,7 +67,7 @@ pub fn compile(set: &PolicySet, version: &str, canary: &CanaryWeights) -> Snapsh
                     mtls: svc.spec.mtls,
                     authorization: authorization(&mesh, intentions.get(name).copied()),
                 },
-                upstreams: callees(name, svc, &intentions, &upstreams)
+                upstreams: callees(svc, allowed.get(name), &upstreams)
                     .into_iter()
                     .filter_map(|callee| upstreams.get(callee.as_str()).cloned())
                     .collect(),
@@ -74,22 +77,31 @@ pub fn compile(set: &PolicySet, version: &str, canary: &CanaryWeights) -> Snapsh
         .collect()
 }
 
+/// For each source service, the destinations whose Intentions name it as an
+/// allowed caller (explicitly: `*` does not widen a proxy's config).
+fn allowed_destinations<'a>(
+    intentions: &BTreeMap<&'a str, &'a IntentionsSpec>,
+) -> BTreeMap<&'a str, Vec<&'a str>> {
+    let mut out: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (destination, spec) in intentions {
+        for s in &spec.sources {
+            let allows = s.action == Some(Action::Allow) || !s.permissions.is_empty();
+            if allows && s.name != *destination && s.name != "*" {
+                out.entry(s.name.as_str()).or_default().push(destination);
+            }
+        }
+    }
+    out
+}
+
 /// The services `name` may call, closed over what their routes send to.
 fn callees(
-    name: &str,
     svc: &Service,
-    intentions: &BTreeMap<&str, &IntentionsSpec>,
+    allowed: Option<&Vec<&str>>,
     upstreams: &BTreeMap<&str, Upstream>,
 ) -> BTreeSet<String> {
     let mut wanted: Vec<String> = svc.spec.upstreams.clone();
-    for (destination, spec) in intentions {
-        let names_me = spec.sources.iter().any(|s| {
-            s.name == name && (s.action == Some(Action::Allow) || !s.permissions.is_empty())
-        });
-        if names_me && *destination != name {
-            wanted.push(destination.to_string());
-        }
-    }
+    wanted.extend(allowed.into_iter().flatten().map(|d| d.to_string()));
     let mut out = BTreeSet::new();
     while let Some(next) = wanted.pop() {
         if !upstreams.contains_key(next.as_str()) || !out.insert(next.clone()) {
@@ -108,7 +120,7 @@ fn callees(
     out
 }
 
-fn upstream(set: &PolicySet, name: &str, svc: &Service, canary: &CanaryWeights) -> Upstream {
+fn upstream(ix: &Index, name: &str, svc: &Service, canary: &CanaryWeights) -> Upstream {
     let spec = &svc.spec;
     let endpoints = spec
         .endpoints
@@ -125,24 +137,13 @@ fn upstream(set: &PolicySet, name: &str, svc: &Service, canary: &CanaryWeights) 
             labels: e.labels.clone(),
         })
         .collect();
-    let rollout = set
-        .rollouts
-        .iter()
-        .map(|r| &r.value)
-        .find(|r| r.spec.service == name);
-    let mut attached: Vec<_> = set
-        .routes
-        .iter()
-        .map(|r| &r.value)
-        .filter(|r| r.spec.parent_refs.iter().any(|p| p.name == name))
-        .collect();
-    attached.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-    attached.dedup_by(|a, b| a.metadata.name == b.metadata.name);
+    let rollout = ix.rollout_of(name).map(|r| &r.value);
+    let attached = ix.routes_of(name);
     let mut routes: Vec<Route> = attached
         .iter()
         .map(|r| Route {
-            name: r.metadata.name.clone(),
-            rules: r.spec.rules.iter().map(rule).collect(),
+            name: r.value.metadata.name.clone(),
+            rules: r.value.spec.rules.iter().map(rule).collect(),
         })
         .collect();
     if let Some(rollout) = rollout {

@@ -10,6 +10,7 @@
 pub mod compile;
 pub mod diagnostic;
 pub mod diff;
+pub mod index;
 pub mod lint;
 pub mod load;
 pub mod plan;
@@ -19,3 +20,4 @@ pub mod schema;
 pub mod secrets;
 pub mod semantics;
 pub mod source;
+pub mod synthetic;

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::policy::{API_VERSION, HTTPRoute, Intentions, Kind, Mesh, Rollout, Service};
 use crate::schema;
-use crate::source::positions::{Positions, to_json};
+use crate::source::positions::{LazyPositions, to_value};
 use crate::source::{Content, MAX_FILE_BYTES, SourceFile, yaml};
 
 /// A policy object and where it was written.
@@ -22,18 +22,18 @@ use crate::source::{Content, MAX_FILE_BYTES, SourceFile, yaml};
 pub struct Located<T> {
     pub value: T,
     pub file: String,
-    pub positions: Arc<Positions>,
+    pub positions: Arc<LazyPositions>,
 }
 
 impl<T> Located<T> {
     /// Span of the value at a JSON Pointer inside this object.
     pub fn span(&self, pointer: &str) -> Span {
-        self.positions.value(pointer)
+        self.positions.get().value(pointer)
     }
 
     /// Span of the key at a JSON Pointer inside this object.
     pub fn key_span(&self, pointer: &str) -> Span {
-        self.positions.key(pointer)
+        self.positions.get().key(pointer)
     }
 
     /// `file:line` of the object's name, for "first defined at" hints.
@@ -52,15 +52,8 @@ pub struct PolicySet {
     pub intentions: Vec<Located<Intentions>>,
 }
 
+/// For lookups by name, build an [`crate::index::Index`].
 impl PolicySet {
-    pub fn service(&self, name: &str) -> Option<&Located<Service>> {
-        self.services.iter().find(|s| s.value.metadata.name == name)
-    }
-
-    pub fn route(&self, name: &str) -> Option<&Located<HTTPRoute>> {
-        self.routes.iter().find(|r| r.value.metadata.name == name)
-    }
-
     pub fn len(&self) -> usize {
         self.meshes.len()
             + self.services.len()
@@ -152,15 +145,16 @@ pub fn load_file(path: &str, text: &str, loaded: &mut Loaded) {
             .diagnostics
             .push(Diagnostic::new(p.code, path, p.span, p.message));
     }
-    for doc in documents {
+    let shared: Arc<str> = Arc::from(text);
+    for (i, doc) in documents.iter().enumerate() {
         let Some(root) = &doc.root else { continue };
         if root.value == yaml::Value::Null {
             continue;
         }
-        let (json, positions) = to_json(root);
+        let positions = Arc::new(LazyPositions::new(shared.clone(), i));
         load_document(
             path,
-            json,
+            to_value(root),
             positions,
             &mut loaded.policies,
             &mut loaded.diagnostics,
@@ -171,19 +165,17 @@ pub fn load_file(path: &str, text: &str, loaded: &mut Loaded) {
 fn load_document(
     file: &str,
     json: Json,
-    positions: Positions,
+    positions: Arc<LazyPositions>,
     set: &mut PolicySet,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let Some(kind) = envelope(file, &json, &positions, diagnostics) else {
         return;
     };
-    let problems = schema::validate(kind, &json, &positions, file);
-    if !problems.is_empty() {
-        diagnostics.extend(problems);
+    if !schema::is_valid(kind, &json) {
+        diagnostics.extend(schema::validate(kind, &json, positions.get(), file));
         return;
     }
-    let positions = Arc::new(positions);
     match kind {
         Kind::Mesh => push(file, json, positions, &mut set.meshes, diagnostics),
         Kind::Service => push(file, json, positions, &mut set.services, diagnostics),
@@ -196,7 +188,7 @@ fn load_document(
 fn push<T: DeserializeOwned>(
     file: &str,
     json: Json,
-    positions: Arc<Positions>,
+    positions: Arc<LazyPositions>,
     into: &mut Vec<Located<T>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
@@ -211,7 +203,7 @@ fn push<T: DeserializeOwned>(
         Err(e) => diagnostics.push(Diagnostic::new(
             Code::SchemaViolation,
             file,
-            positions.value(""),
+            positions.get().value(""),
             format!("{e} (the schema accepted this document; please report it)"),
         )),
     }
@@ -222,14 +214,15 @@ fn push<T: DeserializeOwned>(
 fn envelope(
     file: &str,
     json: &Json,
-    positions: &Positions,
+    lazy: &LazyPositions,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Kind> {
     let not_policy = |span, message: String| Diagnostic::new(Code::NotAPolicy, file, span, message);
+    let positions = || lazy.get();
     let Json::Object(map) = json else {
         diagnostics.push(
             not_policy(
-                positions.value(""),
+                positions().value(""),
                 "a policy document must be a mapping with apiVersion, kind, metadata and spec"
                     .into(),
             )
@@ -244,7 +237,7 @@ fn envelope(
             ok = false;
             diagnostics.push(
                 not_policy(
-                    positions.value("/apiVersion"),
+                    positions().value("/apiVersion"),
                     format!("unsupported apiVersion {other}"),
                 )
                 .with_hint(format!("this gitmesh reads `apiVersion: {API_VERSION}`")),
@@ -253,7 +246,7 @@ fn envelope(
         None => {
             ok = false;
             diagnostics.push(
-                not_policy(positions.value(""), "document has no `apiVersion`".into()).with_hint(
+                not_policy(positions().value(""), "document has no `apiVersion`".into()).with_hint(
                     format!("start each document with `apiVersion: {API_VERSION}`"),
                 ),
             );
@@ -264,7 +257,7 @@ fn envelope(
             Some(kind) => Some(kind),
             None => {
                 let names = Kind::ALL.iter().map(|k| k.as_str());
-                let mut d = not_policy(positions.value("/kind"), format!("unknown kind `{k}`"));
+                let mut d = not_policy(positions().value("/kind"), format!("unknown kind `{k}`"));
                 d = match schema::closest(k, names) {
                     Some(best) => d.with_hint(format!("did you mean `{best}`?")),
                     None => d.with_hint(format!(
@@ -282,14 +275,14 @@ fn envelope(
         },
         Some(other) => {
             diagnostics.push(not_policy(
-                positions.value("/kind"),
+                positions().value("/kind"),
                 format!("`kind` must be a string, not {other}"),
             ));
             None
         }
         None => {
             diagnostics.push(not_policy(
-                positions.value(""),
+                positions().value(""),
                 "document has no `kind`".into(),
             ));
             None

@@ -103,6 +103,16 @@ fn compiled() -> &'static [Compiled] {
     })
 }
 
+/// Whether a document passes its kind's schema (the fast path).
+pub fn is_valid(kind: Kind, doc: &Json) -> bool {
+    compiled()
+        .iter()
+        .find(|c| c.kind == kind)
+        .unwrap()
+        .validator
+        .is_valid(doc)
+}
+
 /// Validates one document against its kind's schema. Every violation becomes
 /// a diagnostic at the offending node.
 pub fn validate(kind: Kind, doc: &Json, positions: &Positions, file: &str) -> Vec<Diagnostic> {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gitmesh_proxy_config::{Action, PathMatchType, ValueMatchType};
 
 use crate::diagnostic::{Code, Diagnostic};
+use crate::index::Index;
 use crate::load::{Located, PolicySet};
 use crate::policy::{
     FilterType, HttpPathModifier, HttpRouteMatch, IntentionSource, PathModifierType, Service,
@@ -15,16 +16,18 @@ use crate::policy::{
 
 /// Runs every semantic check.
 pub fn check(set: &PolicySet) -> Vec<Diagnostic> {
+    let ix = Index::new(set);
+    let ix = &ix;
     let mut out = Vec::new();
-    duplicate_names(set, &mut out);
-    meshes(set, &mut out);
-    services(set, &mut out);
-    routes(set, &mut out);
-    unreachable_rules(set, &mut out);
-    rollouts(set, &mut out);
-    intentions(set, &mut out);
-    denied_upstreams(set, &mut out);
-    rollout_owned_weights(set, &mut out);
+    duplicate_names(ix, &mut out);
+    meshes(ix, &mut out);
+    services(ix, &mut out);
+    routes(ix, &mut out);
+    unreachable_rules(ix, &mut out);
+    rollouts(ix, &mut out);
+    intentions(ix, &mut out);
+    denied_upstreams(ix, &mut out);
+    rollout_owned_weights(ix, &mut out);
     out
 }
 
@@ -62,9 +65,10 @@ pub fn rollout_owned_rules(set: &PolicySet) -> Vec<(String, String, usize)> {
 }
 
 /// GM3015: weights a Rollout owns, written as anything but "all on stable".
-fn rollout_owned_weights(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn rollout_owned_weights(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     for (rollout, route_name, r) in rollout_owned_rules(set) {
-        let Some(route) = set.route(&route_name) else {
+        let Some(route) = ix.route(&route_name) else {
             continue;
         };
         let Some(ro) = set
@@ -98,7 +102,8 @@ fn diag<T>(obj: &Located<T>, code: Code, pointer: &str, message: String) -> Diag
     Diagnostic::new(code, &obj.file, obj.span(pointer), message)
 }
 
-fn duplicate_names(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn duplicate_names(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     fn check<T>(
         kind: &str,
         objects: &[Located<T>],
@@ -129,7 +134,8 @@ fn duplicate_names(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     check("Intentions", &set.intentions, |i| &i.metadata.name, out);
 }
 
-fn meshes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn meshes(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     for extra in set.meshes.iter().skip(1) {
         out.push(
             diag(
@@ -191,7 +197,8 @@ fn meshes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn services(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn services(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     for svc in &set.services {
         let spec = &svc.value.spec;
         let name = &svc.value.metadata.name;
@@ -207,7 +214,7 @@ fn services(set: &PolicySet, out: &mut Vec<Diagnostic>) {
             }
         }
         for (i, upstream) in spec.upstreams.iter().enumerate() {
-            unknown_service(set, svc, &format!("/spec/upstreams/{i}"), upstream, out);
+            unknown_service(ix, svc, &format!("/spec/upstreams/{i}"), upstream, out);
             if upstream == name {
                 out.push(diag(
                     svc,
@@ -313,13 +320,13 @@ fn retry_thresholds<T>(
 }
 
 fn unknown_service<T>(
-    set: &PolicySet,
+    ix: &Index,
     obj: &Located<T>,
     at: &str,
     name: &str,
     out: &mut Vec<Diagnostic>,
 ) -> bool {
-    if set.service(name).is_some() {
+    if ix.service(name).is_some() {
         return true;
     }
     let mut d = diag(
@@ -330,7 +337,10 @@ fn unknown_service<T>(
     );
     if let Some(best) = crate::schema::closest(
         name,
-        set.services.iter().map(|s| s.value.metadata.name.as_str()),
+        ix.set
+            .services
+            .iter()
+            .map(|s| s.value.metadata.name.as_str()),
     ) {
         d = d.with_hint(format!("did you mean `{best}`?"));
     }
@@ -373,17 +383,17 @@ fn unknown_subset<T>(
 
 /// A backend reference: the service exists, and so does the subset.
 fn backend<T>(
-    set: &PolicySet,
+    ix: &Index,
     obj: &Located<T>,
     at: &str,
     name: &str,
     subset: Option<&str>,
     out: &mut Vec<Diagnostic>,
 ) {
-    if !unknown_service(set, obj, &format!("{at}/name"), name, out) {
+    if !unknown_service(ix, obj, &format!("{at}/name"), name, out) {
         return;
     }
-    if let (Some(subset), Some(service)) = (subset, set.service(name)) {
+    if let (Some(subset), Some(service)) = (subset, ix.service(name)) {
         unknown_subset(obj, &format!("{at}/subset"), service, subset, out);
     }
 }
@@ -434,12 +444,13 @@ fn route_match_regexes<T>(
     }
 }
 
-fn routes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn routes(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     for route in &set.routes {
         let spec = &route.value.spec;
         for (i, parent) in spec.parent_refs.iter().enumerate() {
             unknown_service(
-                set,
+                ix,
                 route,
                 &format!("/spec/parentRefs/{i}/name"),
                 &parent.name,
@@ -453,7 +464,7 @@ fn routes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
             }
             for (b, backend_ref) in rule.backend_refs.iter().enumerate() {
                 backend(
-                    set,
+                    ix,
                     route,
                     &format!("{at}/backendRefs/{b}"),
                     &backend_ref.name,
@@ -492,7 +503,7 @@ fn routes(set: &PolicySet, out: &mut Vec<Diagnostic>) {
                 filter_shape(route, &fat, filter, out);
                 if let Some(mirror) = &filter.request_mirror {
                     backend(
-                        set,
+                        ix,
                         route,
                         &format!("{fat}/requestMirror/backendRef"),
                         &mirror.backend_ref.name,
@@ -672,7 +683,8 @@ fn normalized(m: &HttpRouteMatch) -> String {
 /// GM3007: a rule whose every match is identical to a match of an earlier
 /// rule (same route, or a route on the same service whose name sorts first,
 /// as Gateway API breaks ties) can never be selected.
-fn unreachable_rules(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn unreachable_rules(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     let mut by_parent: BTreeMap<&str, Vec<&Located<crate::policy::HTTPRoute>>> = BTreeMap::new();
     for route in &set.routes {
         for parent in &route.value.spec.parent_refs {
@@ -721,7 +733,8 @@ fn unreachable_rules(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn rollouts(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn rollouts(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     let mut by_service: BTreeMap<&str, &Located<crate::policy::Rollout>> = BTreeMap::new();
     for ro in &set.rollouts {
         let spec = &ro.value.spec;
@@ -742,8 +755,8 @@ fn rollouts(set: &PolicySet, out: &mut Vec<Diagnostic>) {
         } else {
             by_service.insert(&spec.service, ro);
         }
-        if unknown_service(set, ro, "/spec/service", &spec.service, out)
-            && let Some(service) = set.service(&spec.service)
+        if unknown_service(ix, ro, "/spec/service", &spec.service, out)
+            && let Some(service) = ix.service(&spec.service)
         {
             unknown_subset(ro, "/spec/stableSubset", service, &spec.stable_subset, out);
             unknown_subset(ro, "/spec/canarySubset", service, &spec.canary_subset, out);
@@ -757,7 +770,7 @@ fn rollouts(set: &PolicySet, out: &mut Vec<Diagnostic>) {
             ));
         }
         if let Some(route_name) = &spec.route {
-            match set.route(route_name) {
+            match ix.route(route_name) {
                 None => {
                     let mut d = diag(
                         ro,
@@ -873,7 +886,8 @@ fn rollouts(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn intentions(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn intentions(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     let mut by_destination: BTreeMap<&str, &Located<crate::policy::Intentions>> = BTreeMap::new();
     for it in &set.intentions {
         let spec = &it.value.spec;
@@ -894,7 +908,7 @@ fn intentions(set: &PolicySet, out: &mut Vec<Diagnostic>) {
         } else {
             by_destination.insert(&spec.destination, it);
         }
-        unknown_service(set, it, "/spec/destination", &spec.destination, out);
+        unknown_service(ix, it, "/spec/destination", &spec.destination, out);
         let mut sources = BTreeSet::new();
         for (i, source) in spec.sources.iter().enumerate() {
             let at = format!("/spec/sources/{i}");
@@ -907,7 +921,7 @@ fn intentions(set: &PolicySet, out: &mut Vec<Diagnostic>) {
                 ));
             }
             if source.name != "*" {
-                unknown_service(set, it, &format!("{at}/name"), &source.name, out);
+                unknown_service(ix, it, &format!("{at}/name"), &source.name, out);
             }
             intention_source(it, &at, source, out);
         }
@@ -958,7 +972,8 @@ fn intention_source<T>(
 }
 
 /// GM3014: a Service declares an upstream whose intentions will refuse it.
-fn denied_upstreams(set: &PolicySet, out: &mut Vec<Diagnostic>) {
+fn denied_upstreams(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let set = ix.set;
     let default = set
         .meshes
         .first()
@@ -966,13 +981,10 @@ fn denied_upstreams(set: &PolicySet, out: &mut Vec<Diagnostic>) {
     for svc in &set.services {
         let name = &svc.value.metadata.name;
         for (i, upstream) in svc.value.spec.upstreams.iter().enumerate() {
-            if set.service(upstream).is_none() {
+            if ix.service(upstream).is_none() {
                 continue;
             }
-            let intentions = set
-                .intentions
-                .iter()
-                .find(|it| &it.value.spec.destination == upstream);
+            let intentions = ix.intentions_for(upstream);
             let sources = intentions
                 .map(|it| it.value.spec.sources.as_slice())
                 .unwrap_or_default();

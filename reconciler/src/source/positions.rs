@@ -3,10 +3,11 @@
 //! checks (which walk typed values) can point at the exact line and column.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Number, Value as Json};
 
-use super::yaml::{Node, Value};
+use super::yaml::{self, Node, Value};
 use crate::diagnostic::Span;
 
 /// Where each node of one document sits in its file.
@@ -48,12 +49,58 @@ impl Positions {
 pub fn to_json(root: &Node) -> (Json, Positions) {
     let mut positions = Positions::default();
     let mut pointer = String::new();
-    let json = convert(root, &mut pointer, &mut positions);
+    let json = convert(root, &mut pointer, &mut Some(&mut positions));
     (json, positions)
 }
 
-fn convert(node: &Node, pointer: &mut String, positions: &mut Positions) -> Json {
-    positions.values.insert(pointer.clone(), node.span);
+/// Converts a document tree to JSON only: the fast path, when no
+/// diagnostic needs a position.
+pub fn to_value(root: &Node) -> Json {
+    convert(root, &mut String::new(), &mut None)
+}
+
+/// Positions of one document of a file, computed only when first asked for
+/// (by re-parsing the file). A clean 10,000-service repo never pays for
+/// them; a diagnostic pays once per document.
+#[derive(Debug)]
+pub struct LazyPositions {
+    text: Arc<str>,
+    doc: usize,
+    cell: OnceLock<Positions>,
+}
+
+impl LazyPositions {
+    /// Document number `doc` (counting from 0, as [`yaml::parse`] returns
+    /// them) of `text`.
+    pub fn new(text: Arc<str>, doc: usize) -> Self {
+        LazyPositions {
+            text,
+            doc,
+            cell: OnceLock::new(),
+        }
+    }
+
+    pub fn get(&self) -> &Positions {
+        self.cell.get_or_init(|| {
+            let (docs, _) = yaml::parse(&self.text);
+            docs.get(self.doc)
+                .and_then(|d| d.root.as_ref())
+                .map(|root| to_json(root).1)
+                .unwrap_or_default()
+        })
+    }
+}
+
+impl PartialEq for LazyPositions {
+    fn eq(&self, other: &Self) -> bool {
+        self.doc == other.doc && self.text == other.text
+    }
+}
+
+fn convert(node: &Node, pointer: &mut String, positions: &mut Option<&mut Positions>) -> Json {
+    if let Some(p) = positions.as_deref_mut() {
+        p.values.insert(pointer.clone(), node.span);
+    }
     match &node.value {
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
@@ -68,8 +115,10 @@ fn convert(node: &Node, pointer: &mut String, positions: &mut Positions) -> Json
             let mut out = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let len = pointer.len();
-                pointer.push('/');
-                pointer.push_str(&i.to_string());
+                if positions.is_some() {
+                    pointer.push('/');
+                    pointer.push_str(&i.to_string());
+                }
                 out.push(convert(item, pointer, positions));
                 pointer.truncate(len);
             }
@@ -79,9 +128,11 @@ fn convert(node: &Node, pointer: &mut String, positions: &mut Positions) -> Json
             let mut out = Map::with_capacity(entries.len());
             for (key, value) in entries {
                 let len = pointer.len();
-                pointer.push('/');
-                push_escaped(pointer, &key.name);
-                positions.keys.insert(pointer.clone(), key.span);
+                if let Some(p) = positions.as_deref_mut() {
+                    pointer.push('/');
+                    push_escaped(pointer, &key.name);
+                    p.keys.insert(pointer.clone(), key.span);
+                }
                 out.insert(key.name.clone(), convert(value, pointer, positions));
                 pointer.truncate(len);
             }
