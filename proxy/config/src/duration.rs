@@ -206,8 +206,19 @@ mod tests {
     fn schema_pattern_agrees_with_parser() {
         let re = regex::Regex::new(DURATION_PATTERN).unwrap();
         for s in [
-            "250ms", "30s", "1m30s", "2h", "1h1m1s1ms", "0s", "5", "s", "1.5s", "1s1m", "1d",
-            "10 s", "30sec",
+            "250ms",
+            "30s",
+            "1m30s",
+            "2h",
+            "1h1m1s1ms",
+            "0s",
+            "5",
+            "s",
+            "1.5s",
+            "1s1m",
+            "1d",
+            "10 s",
+            "30sec",
         ] {
             let schema_ok = re.is_match(s) && s.len() >= 2;
             assert_eq!(schema_ok, s.parse::<Duration>().is_ok(), "{s}");

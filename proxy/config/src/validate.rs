@@ -170,7 +170,10 @@ impl ProxyConfig {
                     if ![301, 302, 303, 307, 308].contains(&r.status_code) {
                         v.problem(
                             format!("{at}.statusCode"),
-                            format!("{} is not a redirect status (301, 302, 303, 307, 308)", r.status_code),
+                            format!(
+                                "{} is not a redirect status (301, 302, 303, 307, 308)",
+                                r.status_code
+                            ),
                         );
                     }
                 }
@@ -323,9 +326,12 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = ProxyConfig::from_json(br#"{"version":"v1","service":"a","upstream":[]}"#)
-            .unwrap_err();
-        assert!(err.to_string().contains("unknown field `upstream`"), "{err}");
+        let err =
+            ProxyConfig::from_json(br#"{"version":"v1","service":"a","upstream":[]}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `upstream`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -387,7 +393,9 @@ mod tests {
                 {"type":"RequestHeaderModifier","set":[{"name":"x-a","value":"1"}]}]"#,
         )
         .unwrap();
-        assert!(matches!(&f[0], Filter::UrlRewrite(r) if r.path == Some(PathModifier::ReplacePrefixMatch("/".into()))));
+        assert!(
+            matches!(&f[0], Filter::UrlRewrite(r) if r.path == Some(PathModifier::ReplacePrefixMatch("/".into())))
+        );
         assert!(matches!(&f[1], Filter::RequestHeaderModifier(m) if m.set.len() == 1));
     }
 }
