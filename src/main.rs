@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 ///
 /// Policy lives in a Git repo as YAML (Mesh, Service, HTTPRoute, Rollout,
 /// Intentions). `lint` checks it, `plan` shows what a change will do,
-/// `compile` prints the config each sidecar gets.
+/// `compile` prints the config each sidecar gets, and `proxy` runs the
+/// sidecar itself.
 #[derive(Parser)]
 #[command(
     name = "gitmesh",
@@ -32,6 +33,7 @@ enum Command {
     Plan(commands::plan::PlanArgs),
     Compile(commands::compile::CompileArgs),
     Schema(commands::schema::SchemaArgs),
+    Proxy(commands::proxy::ProxyCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args),
         Command::Compile(args) => commands::compile::run(args),
         Command::Schema(args) => commands::schema::run(args),
+        Command::Proxy(args) => commands::proxy::run(args),
     };
     match result {
         Ok(code) => code,

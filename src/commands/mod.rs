@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod lint;
 pub mod plan;
+pub mod proxy;
 pub mod schema;
 
 use std::path::Path;

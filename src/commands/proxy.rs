@@ -1,0 +1,43 @@
+//! `gitmesh proxy`: run the sidecar (the work is in `gitmesh-proxy`).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use gitmesh_proxy::{LogFormat, ProxyArgs};
+
+/// Run the sidecar proxy beside one instance of an app.
+///
+/// The app calls other services through the outbound listener
+/// (`http://reviews/...` with the proxy as HTTP_PROXY, or with the Host
+/// header naming the service); peers reach the app through the inbound
+/// listener; the admin listener serves /metrics, /ready and /config.
+///
+/// Static mode reads a config file in the wire format that
+/// `gitmesh compile --service NAME` prints (`gitmesh schema ProxyConfig`).
+/// The last accepted config is kept in --state-dir, so a restarted proxy
+/// serves traffic even before it hears from anyone.
+///
+/// Examples:
+///   gitmesh compile examples/bookinfo --service productpage > pp.json
+///   gitmesh proxy --config pp.json --app 127.0.0.1:9080
+///   curl -x http://127.0.0.1:15001 http://reviews/reviews/1
+#[derive(Args)]
+#[command(verbatim_doc_comment)]
+pub struct ProxyCommand {
+    #[command(flatten)]
+    args: ProxyArgs,
+}
+
+pub fn run(cmd: ProxyCommand) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cmd.args.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    gitmesh_proxy::run(cmd.args)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,145 @@
+//! The two halves meet: `gitmesh compile` output runs in `gitmesh proxy`,
+//! and requests flow through the real binary to a real upstream.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A tiny HTTP/1.1 upstream that names itself in every answer.
+fn upstream(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let path = head.split_whitespace().nth(1).unwrap_or("?").to_string();
+                    let body = format!("{name} {path}");
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One request over a fresh connection; returns (status, body).
+fn get(proxy: SocketAddr, url: &str, host: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(proxy).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {url} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((status, body))
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn compiled_config_routes_through_the_proxy_binary() {
+    let v1 = upstream("reviews-v1");
+    let details = upstream("details");
+    // bookinfo, with instances: reviews v1 and details at the test upstreams.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("examples/bookinfo"), dir.path());
+    let add = |file: &str, endpoints: String| {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(path, format!("{text}  endpoints:\n{endpoints}")).unwrap();
+    };
+    add(
+        "services/reviews.yaml",
+        format!("    - address: \"{v1}\"\n      labels: {{version: v1}}\n"),
+    );
+    add(
+        "services/details.yaml",
+        format!("    - address: \"{details}\"\n"),
+    );
+
+    let out = gitmesh(dir.path(), &["compile", ".", "--service", "productpage"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let config = dir.path().join("productpage.json");
+    std::fs::write(&config, &out.stdout).unwrap();
+
+    let (outbound, inbound, admin) = (free_port(), free_port(), free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+        .args(["proxy", "--config", config.to_str().unwrap()])
+        .args([
+            "--outbound",
+            &outbound.to_string(),
+            "--inbound",
+            &inbound.to_string(),
+        ])
+        .args(["--admin", &admin.to_string(), "--app", "127.0.0.1:9"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Killed(child);
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(admin, "/ready", "admin").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "the proxy never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The route sends /reviews to v1 (the rollout has not started: v3 gets 0).
+    assert_eq!(
+        get(outbound, "http://reviews/reviews/1", "reviews"),
+        Some((200, "reviews-v1 /reviews/1".to_string()))
+    );
+    // details has no route: every request goes to its instances.
+    assert_eq!(
+        get(outbound, "/details/7", "details:9080"),
+        Some((200, "details /details/7".to_string()))
+    );
+    // ratings is not productpage's to call: its config does not include it.
+    let (status, _) = get(outbound, "http://ratings/ratings/1", "ratings").unwrap();
+    assert_eq!(status, 404);
+    // The admin listener shows the running config's version.
+    let (_, body) = get(admin, "/config", "admin").unwrap();
+    assert!(body.contains("\"worktree\""), "{body}");
+}
