@@ -5,6 +5,7 @@
 //! types, a [`Duration`] both sides print alike, validation that explains a
 //! refusal, and a content digest.
 
+pub mod api;
 mod digest;
 mod duration;
 mod types;
