@@ -21,3 +21,4 @@ pub mod secrets;
 pub mod semantics;
 pub mod source;
 pub mod synthetic;
+pub mod api;

@@ -82,3 +82,29 @@ pub struct Heartbeat {
     pub healthy: bool,
     pub running: Running,
 }
+
+impl Running {
+    /// The version and digest of `config`.
+    pub fn of(config: &ProxyConfig) -> Running {
+        Running {
+            version: config.version.clone(),
+            digest: config.digest(),
+        }
+    }
+}
+
+impl ConfigUpdate {
+    /// Wraps `config` with its digest, so the two cannot disagree.
+    pub fn new(config: ProxyConfig) -> ConfigUpdate {
+        ConfigUpdate {
+            digest: config.digest(),
+            config,
+        }
+    }
+
+    /// Whether `digest` is really the digest of `config` (a receiver checks
+    /// this before trusting `digest` in `known=` and in its [`Ack`]).
+    pub fn is_consistent(&self) -> bool {
+        self.digest == self.config.digest()
+    }
+}

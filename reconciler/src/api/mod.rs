@@ -1,0 +1,13 @@
+//! The proxy API: where sidecars register, long-poll for their assigned
+//! config, ACK or NACK it, and heartbeat their health (the routes are in
+//! [`gitmesh_proxy_config::api`]).
+//!
+//! [`registry`] is the pure bookkeeping; [`server`] serves it over HTTP and
+//! gives the reconciler loop a [`RegistryHandle`] to assign configs, read a
+//! snapshot and subscribe to changes (level-triggered: re-read on change).
+
+pub mod registry;
+pub mod server;
+
+pub use self::registry::{LastAck, MISSED_HEARTBEATS, ProxyView, Registry, RegistryError};
+pub use self::server::{ApiError, ApiServer, RegistryHandle};
