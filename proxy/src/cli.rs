@@ -1,11 +1,16 @@
 //! `gitmesh proxy`: the command-line arguments and the blocking entry point
 //! that builds a runtime, starts the proxy, and drains it on Ctrl-C/SIGTERM.
-//! SIGHUP re-reads `--config`.
+//! SIGHUP re-reads `--config`. With `--control-plane` the config comes from
+//! the reconciler instead (see [`crate::control`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gitmesh_proxy_config::api::Running;
+use http::Uri;
+
+use crate::control::{self, ControlSettings, parse_control_plane, parse_label};
 use crate::error::ProxyError;
 use crate::listener::ListenerLimits;
 use crate::proxy::{Proxy, ProxySettings};
@@ -26,14 +31,34 @@ pub enum LogFormat {
 pub struct ProxyArgs {
     /// A proxy config file (JSON, the same wire format the reconciler sends).
     /// Without it, the config last accepted into --state-dir is used.
-    /// Send SIGHUP to re-read it.
-    #[arg(long, value_name = "FILE")]
+    /// Send SIGHUP to re-read it. Not with --control-plane.
+    #[arg(long, value_name = "FILE", conflicts_with = "control_plane")]
     pub config: Option<PathBuf>,
 
     /// The service this instance belongs to, overriding the config's
     /// `service` (useful when one static file serves several services).
+    /// Required with --control-plane: it is what the proxy registers as.
     #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
+
+    /// Take config from a reconciler (`gitmesh reconcile`) at this URL,
+    /// e.g. http://127.0.0.1:15010: register, long-poll for the assigned
+    /// config, ACK or NACK it, heartbeat. Until it answers, the proxy serves
+    /// the config saved in --state-dir, or nothing (no upstreams); when the
+    /// reconciler is down the running config stays and the proxy retries.
+    #[arg(long, value_name = "URL", value_parser = parse_control_plane, requires = "service")]
+    pub control_plane: Option<Uri>,
+
+    /// A label of this instance, sent when registering (repeatable);
+    /// Service subsets select instances by labels, e.g. --label version=v2.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// The `host:port` peers use to reach this instance's inbound listener,
+    /// as registered with the reconciler. Default: the inbound listener's
+    /// bound address (set this when it listens on 0.0.0.0 or behind NAT).
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<String>,
 
     /// Where the local app sends its outbound calls: `http://<service>/…`
     /// with this as the HTTP proxy, or with the Host header naming the
@@ -128,6 +153,9 @@ pub fn run(args: ProxyArgs) -> Result<(), ProxyError> {
 }
 
 async fn serve(args: ProxyArgs) -> Result<(), ProxyError> {
+    if let Some(url) = args.control_plane.clone() {
+        return serve_controlled(args, url).await;
+    }
     let config = match (&args.config, &args.state_dir) {
         (Some(path), _) => read_config(path)?,
         (None, Some(dir)) => StateDir::new(dir).load()?.ok_or(ProxyError::NoConfig)?,
@@ -149,6 +177,51 @@ async fn serve(args: ProxyArgs) -> Result<(), ProxyError> {
     }
     tracing::info!("shutting down: draining in-flight requests");
     proxy.shutdown().await;
+    Ok(())
+}
+
+/// Under a reconciler: start with the saved config (or an empty one), then
+/// let the control loop keep it current.
+async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
+    // clap's `requires` guarantees it; an empty name would not register.
+    let service = args.service.clone().unwrap_or_default();
+    let state = args.state_dir.as_ref().map(StateDir::new);
+    let mut config = match &state {
+        Some(state) => state.load()?,
+        None => None,
+    }
+    .unwrap_or_else(|| control::empty_config(&service));
+    config.service = service.clone();
+    let running = Running::of(&config);
+    let proxy = Proxy::start(args.settings(), config).await?;
+    let address = args
+        .address
+        .clone()
+        .unwrap_or_else(|| proxy.inbound_addr().to_string());
+    let id_file = args
+        .state_dir
+        .as_ref()
+        .map(|dir| dir.join(control::ID_FILE));
+    let id = id_file
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .map(|id| id.trim().to_string())
+        .filter(|id| !id.is_empty());
+    let mut settings = ControlSettings::new(url, service, address, running);
+    settings.labels = args.labels.iter().cloned().collect();
+    settings.id = id;
+    settings.id_file = id_file;
+    let handle = control::spawn(proxy, settings);
+    loop {
+        match next_signal().await {
+            Signal::Stop => break,
+            Signal::Reload => {
+                tracing::info!("SIGHUP: nothing to re-read; the reconciler sends the config")
+            }
+        }
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+    handle.shutdown().await;
     Ok(())
 }
 

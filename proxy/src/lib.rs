@@ -5,7 +5,8 @@
 //! hot config swaps and Prometheus metrics.
 //!
 //! Binary use: [`run`] with [`ProxyArgs`]. Library use (tests, embedding):
-//! [`Proxy::start`] → [`RunningProxy`].
+//! [`Proxy::start`] → [`RunningProxy`], and [`control::spawn`] to put it
+//! under a reconciler.
 
 mod admin;
 mod balance;
@@ -15,6 +16,7 @@ mod budget;
 mod cli;
 mod clock;
 mod connect;
+pub mod control;
 mod endpoint;
 mod error;
 mod fault;
