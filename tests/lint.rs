@@ -17,6 +17,15 @@ fn bookinfo_is_clean() {
     );
 }
 
+#[test]
+fn the_policy_repo_template_is_clean_even_with_deny_warnings() {
+    let out = gitmesh(
+        &root(),
+        &["lint", "policy-repo-template", "--deny-warnings"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
 /// The broken example's output is fixed by a golden file. After an
 /// intended change, rewrite it with `GITMESH_UPDATE_GOLDEN=1 cargo test`.
 #[test]

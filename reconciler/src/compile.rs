@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use gitmesh_proxy_config::{
     Action, Authorization, AuthorizationRule, Backend, Endpoint, Filter, HashKind, HashOn, Inbound,
     MeshSettings, Mirror, PathMatch, PathMatchType, PathModifier, Permission, ProxyConfig,
-    Redirect, Route, RouteMatch, RouteRule, RouteTimeouts, Upstream, UrlRewrite,
+    Redirect, Route, RouteMatch, RouteRule, RouteTimeouts, SubsetSelector, Upstream, UrlRewrite,
 };
 
 use crate::index::Index;
@@ -122,16 +122,20 @@ fn callees(
 
 fn upstream(ix: &Index, name: &str, svc: &Service, canary: &CanaryWeights) -> Upstream {
     let spec = &svc.spec;
+    let subsets: Vec<SubsetSelector> = spec
+        .subsets
+        .iter()
+        .map(|s| SubsetSelector {
+            name: s.name.clone(),
+            labels: s.labels.clone(),
+        })
+        .collect();
     let endpoints = spec
         .endpoints
         .iter()
         .map(|e| Endpoint {
             address: e.address.clone(),
-            subset: spec
-                .subsets
-                .iter()
-                .find(|s| s.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v)))
-                .map(|s| s.name.clone()),
+            subset: SubsetSelector::find(&subsets, &e.labels).map(|s| s.name.clone()),
             weight: 1,
             healthy: true,
             labels: e.labels.clone(),
@@ -159,6 +163,7 @@ fn upstream(ix: &Index, name: &str, svc: &Service, canary: &CanaryWeights) -> Up
         protocol: spec.protocol,
         load_balancer: spec.load_balancer.clone(),
         endpoints,
+        subsets,
         timeouts: spec.timeouts.clone(),
         retries: spec.retries.clone(),
         circuit_breaker: spec.circuit_breaker.clone(),
@@ -169,8 +174,9 @@ fn upstream(ix: &Index, name: &str, svc: &Service, canary: &CanaryWeights) -> Up
 }
 
 /// The rollout owns the split between its stable and canary subsets: in its
-/// route's rules that send to either, the two get `100 - weight` and
-/// `weight`. Without a route, a catch-all route carries the split.
+/// route's rules that send to the stable subset, the two get `100 - weight`
+/// and `weight` (rules sending only to the canary keep their backends).
+/// Without a route, a catch-all route carries the split.
 fn apply_canary(service: &str, rollout: &Rollout, weight: u32, routes: &mut Vec<Route>) {
     let spec = &rollout.spec;
     let split = || {
@@ -196,7 +202,11 @@ fn apply_canary(service: &str, rollout: &Rollout, weight: u32, routes: &mut Vec<
                             && (b.subset.as_deref() == Some(spec.stable_subset.as_str())
                                 || b.subset.as_deref() == Some(spec.canary_subset.as_str()))
                     };
-                    if rule.backends.iter().any(ours) {
+                    let stable = |b: &Backend| {
+                        b.service == service
+                            && b.subset.as_deref() == Some(spec.stable_subset.as_str())
+                    };
+                    if rule.backends.iter().any(stable) {
                         rule.backends.retain(|b| !ours(b));
                         rule.backends.extend(split());
                     }

@@ -7,9 +7,11 @@
 //! [`gitmesh_proxy_config::ProxyConfig`] per service) → [`diff`] → [`plan`].
 //! [`lint`] runs the checking half; [`report`] renders its diagnostics.
 
+pub mod api;
 pub mod compile;
 pub mod diagnostic;
 pub mod diff;
+pub mod endpoints;
 pub mod index;
 pub mod lint;
 pub mod load;
@@ -21,4 +23,4 @@ pub mod secrets;
 pub mod semantics;
 pub mod source;
 pub mod synthetic;
-pub mod api;
+pub mod waves;

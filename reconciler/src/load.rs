@@ -50,6 +50,16 @@ pub struct PolicySet {
     pub routes: Vec<Located<HTTPRoute>>,
     pub rollouts: Vec<Located<Rollout>>,
     pub intentions: Vec<Located<Intentions>>,
+    /// Objects that did not load (schema errors), by kind and name, so that
+    /// references to them are not reported again as unknown.
+    pub invalid: Vec<(Kind, String)>,
+}
+
+impl PolicySet {
+    /// Whether an object of this kind and name exists but did not load.
+    pub fn is_invalid(&self, kind: Kind, name: &str) -> bool {
+        self.invalid.iter().any(|(k, n)| *k == kind && n == name)
+    }
 }
 
 /// For lookups by name, build an [`crate::index::Index`].
@@ -174,6 +184,9 @@ fn load_document(
     };
     if !schema::is_valid(kind, &json) {
         diagnostics.extend(schema::validate(kind, &json, positions.get(), file));
+        if let Some(name) = json.pointer("/metadata/name").and_then(Json::as_str) {
+            set.invalid.push((kind, name.to_string()));
+        }
         return;
     }
     match kind {

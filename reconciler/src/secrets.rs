@@ -56,7 +56,7 @@ fn assignment() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| {
         Regex::new(
-            r#"(?im)^[ \t]*-?[ \t]*["']?([a-z0-9_.-]*(password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?))["']?[ \t]*[:=][ \t]*(.*)$"#,
+            r#"(?im)^[ \t]*-?[ \t]*["']?([a-z0-9_.-]*(?: [a-z0-9_.-]*)*?(password|passwd|secret|token|api[_-]?key|private[_-]?key|credentials?))["']?[ \t]*[:=][ \t]*(.*)$"#,
         )
         .expect("assignment pattern compiles")
     })
@@ -170,6 +170,7 @@ mod tests {
         assert_eq!(found("  password: hunter22"), [(1, 13)]);
         assert_eq!(found("dbPassword = \"s3cr3t!\""), [(1, 14)]);
         assert_eq!(found("bootstrapToken: abcdef123"), [(1, 17)]);
+        assert_eq!(found("database password: hunter22-x"), [(1, 20)]);
         assert_eq!(
             found(
                 "auth: eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
@@ -193,6 +194,7 @@ mod tests {
             "secret: ******",
             r#"{"kty":"EC","crv":"P-256","x":"abc","y":"def"}"#,
             "description: rotate the token weekly",
+            "# the token: is set by the operator, not here",
         ] {
             assert!(found(ok).is_empty(), "{ok}");
         }

@@ -33,7 +33,8 @@ pub fn check(set: &PolicySet) -> Vec<Diagnostic> {
 
 /// The route rules whose split a Rollout owns, with the Rollout's name:
 /// rules of its route (or of every route on its service, without one) that
-/// send to its stable or canary subset.
+/// send to its stable subset. Rules sending only to the canary (say, for
+/// testers) keep their own backends.
 pub fn rollout_owned_rules(set: &PolicySet) -> Vec<(String, String, usize)> {
     let mut out = Vec::new();
     for ro in &set.rollouts {
@@ -50,10 +51,10 @@ pub fn rollout_owned_rules(set: &PolicySet) -> Vec<(String, String, usize)> {
                 continue;
             }
             for (r, rule) in route.value.spec.rules.iter().enumerate() {
+                // Rules that send to the stable subset carry the split;
+                // a rule sending only to the canary (testers) is left alone.
                 let ours = rule.backend_refs.iter().any(|b| {
-                    b.name == spec.service
-                        && (b.subset.as_deref() == Some(&spec.stable_subset)
-                            || b.subset.as_deref() == Some(&spec.canary_subset))
+                    b.name == spec.service && b.subset.as_deref() == Some(&spec.stable_subset)
                 });
                 if ours {
                     out.push((ro.value.metadata.name.clone(), name.clone(), r));
@@ -328,6 +329,10 @@ fn unknown_service<T>(
 ) -> bool {
     if ix.service(name).is_some() {
         return true;
+    }
+    if ix.set.is_invalid(crate::policy::Kind::Service, name) {
+        // It exists but did not load: its own errors say why.
+        return false;
     }
     let mut d = diag(
         obj,
@@ -771,6 +776,7 @@ fn rollouts(ix: &Index, out: &mut Vec<Diagnostic>) {
         }
         if let Some(route_name) = &spec.route {
             match ix.route(route_name) {
+                None if set.is_invalid(crate::policy::Kind::HTTPRoute, route_name) => {}
                 None => {
                     let mut d = diag(
                         ro,

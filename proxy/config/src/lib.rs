@@ -18,7 +18,7 @@ pub use self::types::{
     HealthCheck, Inbound, LoadBalancer, LoadBalancerPolicy, MeshSettings, Mirror, MtlsMode,
     OutlierDetection, PathMatch, PathMatchType, PathModifier, Permission, Protocol, ProxyConfig,
     QueryParamMatch, Redirect, RetryBudget, RetryOn, RetryPolicy, Route, RouteMatch, RouteRule,
-    RouteTimeouts, Timeouts, Upstream, UrlRewrite, ValueMatchType,
+    RouteTimeouts, SubsetSelector, Timeouts, Upstream, UrlRewrite, ValueMatchType,
 };
 pub use self::validate::{InvalidConfig, Problem};
 

@@ -154,6 +154,11 @@ pub struct Upstream {
     /// Instances of the service. Each belongs to at most one subset.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// How instances map to subsets (an instance belongs to the first
+    /// subset whose labels it all has). The reconciler uses it to place
+    /// instances that register at run time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subsets: Vec<SubsetSelector>,
     #[serde(default)]
     pub timeouts: Timeouts,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +173,26 @@ pub struct Upstream {
     /// all endpoints of the service.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
+}
+
+/// A subset of a service's instances, selected by labels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubsetSelector {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SubsetSelector {
+    /// The first subset whose labels `labels` all has.
+    pub fn find<'a>(
+        subsets: &'a [SubsetSelector],
+        labels: &BTreeMap<String, String>,
+    ) -> Option<&'a SubsetSelector> {
+        subsets
+            .iter()
+            .find(|s| s.labels.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

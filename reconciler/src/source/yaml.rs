@@ -255,7 +255,17 @@ impl Builder {
                         Value::Bool(b) => b.to_string(),
                         Value::Int(i) => i.to_string(),
                         Value::Float(f) => f.to_string(),
-                        Value::Seq(_) | Value::Map(_) => unreachable!("refused in open_collection"),
+                        // Reached through an alias (`*a : b` with `a` a list):
+                        // refused like a literal list or mapping key.
+                        Value::Seq(_) | Value::Map(_) => {
+                            return Err(ParseProblem {
+                                code: Code::YamlSyntax,
+                                span,
+                                message:
+                                    "a mapping key must be a plain value, not a list or mapping"
+                                        .into(),
+                            });
+                        }
                     };
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name) {
                         return Err(ParseProblem {
@@ -459,5 +469,16 @@ mod tests {
     fn complex_keys_are_refused() {
         let (_, problems) = parse("? [a, b]\n: 1\n");
         assert_eq!(problems.len(), 1);
+    }
+
+    /// Found by the fuzzer: a list reached through an alias in key position
+    /// used to hit `unreachable!`.
+    #[test]
+    fn aliased_collection_keys_are_refused() {
+        let (_, problems) = parse(": &a []\n*a :");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].code, Code::YamlSyntax);
+        let (_, problems) = parse("a: &a [x]\n*a : b\n");
+        assert_eq!(problems[0].code, Code::YamlSyntax);
     }
 }
