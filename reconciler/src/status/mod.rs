@@ -1,0 +1,23 @@
+//! The status branch: every step the reconciler takes (applied versions,
+//! waves, reverts, rejections, canary steps) as a commit whose message a
+//! person reads and whose trailers tools parse, and whose tree holds the
+//! reconciler's machine-readable state so a restart resumes from Git.
+//!
+//! [`event`] and [`history`] are pure; [`record`] is the git2 edge.
+
+mod event;
+mod history;
+mod message;
+mod record;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use self::event::{
+    CanaryStep, Decision, Evidence, Gates, ParseError, RelativeGates, RevertReason, StatusEvent,
+    format_duration, short,
+};
+pub use self::history::{render_json, render_timeline};
+pub use self::record::{
+    CommitId, DEFAULT_BRANCH, HistoryEntry, Identity, RecordError, STATE_FILE, StatusLog, WriteBack,
+};
