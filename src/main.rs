@@ -34,6 +34,9 @@ enum Command {
     Compile(commands::compile::CompileArgs),
     Schema(commands::schema::SchemaArgs),
     Proxy(commands::proxy::ProxyCommand),
+    Reconcile(commands::reconcile::ReconcileArgs),
+    Status(commands::status::StatusArgs),
+    History(commands::history::HistoryArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,9 @@ fn main() -> ExitCode {
         Command::Compile(args) => commands::compile::run(args),
         Command::Schema(args) => commands::schema::run(args),
         Command::Proxy(args) => commands::proxy::run(args),
+        Command::Reconcile(args) => commands::reconcile::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::History(args) => commands::history::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,10 +1,13 @@
 //! One module per subcommand: parse arguments, call the library, print.
 
 pub mod compile;
+pub mod history;
 pub mod lint;
 pub mod plan;
 pub mod proxy;
+pub mod reconcile;
 pub mod schema;
+pub mod status;
 
 use std::path::Path;
 
@@ -25,5 +28,21 @@ pub fn read_repo(path: &Path, rev: Option<&str>) -> anyhow::Result<(Vec<SourceFi
                 .with_context(|| format!("reading the policy repo at {}", path.display()))?;
             Ok((files, "worktree".to_string()))
         }
+    }
+}
+
+/// Logs to stderr: `RUST_LOG` filters (default `info`); JSON for log
+/// collectors when asked.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }

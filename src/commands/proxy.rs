@@ -29,15 +29,7 @@ pub struct ProxyCommand {
 }
 
 pub fn run(cmd: ProxyCommand) -> anyhow::Result<ExitCode> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cmd.args.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    super::init_logging(matches!(cmd.args.log_format, LogFormat::Json));
     gitmesh_proxy::run(cmd.args)?;
     Ok(ExitCode::SUCCESS)
 }

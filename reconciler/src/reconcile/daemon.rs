@@ -1,0 +1,443 @@
+//! The reconcile loop: level-triggered, like a kube-runtime controller.
+//! Whatever woke it (a new commit, a proxy registering or ACKing, a tick),
+//! it compares the desired state (the branch tip) with what it recorded and
+//! what proxies report, takes the next step of the rollout, assigns every
+//! proxy its config, and records each step on the status branch.
+//!
+//! Pipeline per new commit, each failure with its own stage: read (git
+//! objects) → lint → compile → rollout in waves → applied | reverted.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::api::RegistryHandle;
+use crate::compile::{CanaryWeights, compile};
+use crate::diagnostic::Severity;
+use crate::endpoints::Instance;
+use crate::lint::lint;
+use crate::source;
+use crate::status::{Identity, RevertReason, StatusEvent, StatusLog};
+use crate::waves::{self, ProxyReport, Revert, Step, wave_plan};
+
+use super::assign::{Version, changed_proxies, config_for, version_for};
+use super::state::RecordedState;
+
+#[derive(Clone, Debug)]
+pub struct DaemonSettings {
+    /// The policy repo (any path inside it).
+    pub repo: PathBuf,
+    /// The branch holding desired state.
+    pub branch: String,
+    /// Where every step is recorded.
+    pub status_branch: String,
+    pub identity: Identity,
+    /// How often the loop runs when nothing wakes it.
+    pub tick: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("opening the status branch: {0}")]
+    Status(#[from] crate::status::RecordError),
+}
+
+/// The reconciler's loop state. Everything that must survive a restart is
+/// in `state` and recorded in Git with each event.
+pub struct Daemon {
+    settings: DaemonSettings,
+    registry: RegistryHandle,
+    log: StatusLog,
+    state: RecordedState,
+    /// Whether the current wave of the rollout in flight was assigned.
+    started: bool,
+    /// When the rollout in flight started, for its wave clock.
+    origin: Instant,
+    versions: HashMap<String, Version>,
+    /// Events not yet written (Git failed); retried every loop.
+    pending: Vec<StatusEvent>,
+}
+
+impl Daemon {
+    /// Opens the status branch and resumes from its last recorded state.
+    pub fn new(settings: DaemonSettings, registry: RegistryHandle) -> Result<Daemon, DaemonError> {
+        let log = StatusLog::open(
+            &settings.repo,
+            &settings.status_branch,
+            settings.identity.clone(),
+        )?;
+        let state = match log.latest()? {
+            Some((_, _, json)) => serde_json::from_value(json).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "status branch state unreadable; starting fresh");
+                RecordedState::default()
+            }),
+            None => RecordedState::default(),
+        };
+        let now = Instant::now();
+        // A rollout resumes at its recorded wave, whose clock restarts now.
+        let origin = state.rollout.as_ref().map_or(now, |r| {
+            now.checked_sub(Duration::from_millis(r.wave_started_ms))
+                .unwrap_or(now)
+        });
+        Ok(Daemon {
+            started: state.rollout.is_some(),
+            settings,
+            registry,
+            log,
+            state,
+            origin,
+            versions: HashMap::new(),
+            pending: Vec::new(),
+        })
+    }
+
+    pub fn state(&self) -> &RecordedState {
+        &self.state
+    }
+
+    /// Runs until `shutdown` resolves. `tips` carries the branch tip (from a
+    /// watcher); the loop also wakes on proxy changes and every tick.
+    pub async fn run(
+        mut self,
+        mut tips: watch::Receiver<Option<String>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut changes = self.registry.changes();
+        let mut tick = tokio::time::interval(self.settings.tick);
+        tokio::pin!(shutdown);
+        loop {
+            let tip = tips.borrow_and_update().clone();
+            self.reconcile(tip.as_deref(), Instant::now());
+            tokio::select! {
+                _ = &mut shutdown => return,
+                r = tips.changed() => if r.is_err() { return },
+                _ = changes.changed() => {}
+                _ = tick.tick() => {}
+            }
+        }
+    }
+
+    /// One pass of the loop. Idempotent: the same tip and the same proxy
+    /// reports lead to the same assignments and no new record.
+    pub fn reconcile(&mut self, tip: Option<&str>, now: Instant) {
+        self.registry.expire();
+        if let Some(tip) = tip
+            && !self.state.is_settled(tip)
+        {
+            self.consider(tip, now);
+        }
+        self.advance(now);
+        self.assign_all();
+        self.flush();
+    }
+
+    /// A commit not seen before: lint and compile it, then start rolling it
+    /// out (superseding a rollout in flight), or record why not.
+    fn consider(&mut self, commit: &str, now: Instant) {
+        let version = match self.load(commit) {
+            Ok(v) => v,
+            Err((stage, diagnostics)) => {
+                let errors = diagnostics.len() as u32;
+                tracing::warn!(commit, stage, errors, "commit rejected");
+                self.state.reject(commit);
+                self.pending.push(StatusEvent::Rejected {
+                    source: commit.to_string(),
+                    stage: stage.to_string(),
+                    errors,
+                    diagnostics,
+                    kept: self.state.last_good.clone(),
+                });
+                return;
+            }
+        };
+        let proxies: BTreeMap<String, String> = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .map(|p| (p.id, p.service))
+            .collect();
+        let last_good = self.state.last_good.clone();
+        let mut targets = changed_proxies(
+            &proxies,
+            last_good.as_deref().and_then(|c| self.versions.get(c)),
+            &version,
+        );
+        if let Some(old) = self.state.rollout.take() {
+            let plan = wave_plan(&version.rollout.waves, old.targets.len());
+            self.pending.push(StatusEvent::Superseded {
+                source: old.version.clone(),
+                by: commit.to_string(),
+                wave: old.wave as u32 + 1,
+                waves: plan.len() as u32,
+            });
+            // Proxies the old rollout reached must move again.
+            targets.extend(old.targets.iter().cloned());
+        }
+        tracing::info!(commit, targets = targets.len(), "rolling out");
+        self.state.rollout = Some(waves::begin(
+            commit,
+            last_good.as_deref().unwrap_or("none"),
+            targets,
+        ));
+        self.started = false;
+        self.origin = now;
+        self.versions.insert(commit.to_string(), version);
+    }
+
+    fn load(&mut self, commit: &str) -> Result<Version, (&'static str, Vec<String>)> {
+        let (files, _) = source::read_rev(&self.settings.repo, commit)
+            .map_err(|e| ("read", vec![e.to_string()]))?;
+        let result = lint(&files);
+        if result.errors() > 0 {
+            let lines = result
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == Severity::Error)
+                .map(|d| {
+                    format!(
+                        "{}:{}:{}: {}[{}] {}",
+                        d.file,
+                        d.span.line,
+                        d.span.column,
+                        d.severity.as_str(),
+                        d.code,
+                        d.message
+                    )
+                })
+                .collect();
+            return Err(("lint", lines));
+        }
+        let rollout = result
+            .policies
+            .meshes
+            .first()
+            .map(|m| m.value.spec.rollout.clone())
+            .unwrap_or_default();
+        Ok(Version {
+            commit: commit.to_string(),
+            snapshots: compile(&result.policies, commit, &CanaryWeights::new()),
+            rollout,
+        })
+    }
+
+    /// The version of a commit already considered (compiling it again after
+    /// a restart, from Git).
+    fn version(&mut self, commit: &str) -> Option<&Version> {
+        if commit == "none" {
+            return None;
+        }
+        if !self.versions.contains_key(commit) {
+            let v = self.load(commit).ok()?;
+            self.versions.insert(commit.to_string(), v);
+        }
+        self.versions.get(commit)
+    }
+
+    fn reports(&self) -> BTreeMap<String, ProxyReport> {
+        self.registry
+            .snapshot()
+            .into_iter()
+            .map(|p| {
+                let (acked, nacked) = match &p.last_ack {
+                    Some(a) if a.ack.accepted => (Some(a.ack.version.clone()), None),
+                    Some(a) => (
+                        p.running.as_ref().map(|r| r.version.clone()),
+                        Some((
+                            a.ack.version.clone(),
+                            a.ack.reason.clone().unwrap_or_default(),
+                        )),
+                    ),
+                    None => (p.running.as_ref().map(|r| r.version.clone()), None),
+                };
+                let report = ProxyReport {
+                    id: p.id.clone(),
+                    service: p.service.clone(),
+                    acked,
+                    nacked,
+                    healthy: p.healthy,
+                };
+                (p.id, report)
+            })
+            .collect()
+    }
+
+    /// Takes the next step of the rollout in flight.
+    fn advance(&mut self, now: Instant) {
+        let Some(progress) = self.state.rollout.clone() else {
+            return;
+        };
+        let Some(settings) = self.version(&progress.version).map(|v| v.rollout.clone()) else {
+            // Compiled before and now unreadable (history rewritten?):
+            // give up on it rather than loop.
+            self.state.rollout = None;
+            self.state.revert(&progress.version);
+            return;
+        };
+        let now_ms = now.saturating_duration_since(self.origin).as_millis() as u64;
+        let reports = self.reports();
+        let waves_total = wave_plan(&settings.waves, progress.targets.len()).len() as u32;
+        match waves::decide(&progress, self.started, &reports, &settings, now_ms) {
+            Step::Wait(p) => self.state.rollout = Some(p),
+            Step::StartWave {
+                progress: p,
+                proxies,
+            } => {
+                // Starting wave k means wave k-1 is ACKed and healthy.
+                if p.wave > 0 {
+                    self.pending.push(self.wave_event(&progress, waves_total));
+                }
+                tracing::info!(version = %p.version, wave = p.wave + 1, proxies = proxies.len(), "wave starts");
+                self.state.rollout = Some(p);
+                self.started = true;
+            }
+            Step::Complete { version } => {
+                if !progress.targets.is_empty() {
+                    self.pending.push(self.wave_event(&progress, waves_total));
+                }
+                let services = self.changed_services(&progress);
+                tracing::info!(%version, "applied");
+                self.pending.push(StatusEvent::Applied {
+                    source: version.clone(),
+                    services,
+                    proxies: progress.targets.len() as u32,
+                });
+                self.state.last_good = Some(version);
+                self.state.rollout = None;
+                self.started = false;
+            }
+            Step::Revert {
+                progress: p,
+                proxies,
+                reason,
+            } => {
+                tracing::warn!(version = %p.version, %reason, "reverting");
+                let reason = match reason {
+                    Revert::Nack { proxy, reason } => RevertReason::Nack {
+                        proxy,
+                        message: reason,
+                    },
+                    Revert::Unhealthy { proxy } => RevertReason::Unhealthy { proxy },
+                    Revert::Deadline { .. } => RevertReason::ProgressDeadline {
+                        deadline_ms: settings.progress_deadline.as_millis(),
+                    },
+                };
+                self.pending.push(StatusEvent::Reverted {
+                    source: p.version.clone(),
+                    reason,
+                    to: self.state.last_good.clone(),
+                    proxies,
+                });
+                self.state.revert(&p.version);
+                self.state.rollout = None;
+                self.started = false;
+            }
+        }
+    }
+
+    fn wave_event(&self, progress: &waves::Progress, waves_total: u32) -> StatusEvent {
+        let settings = self
+            .versions
+            .get(&progress.version)
+            .map(|v| v.rollout.clone())
+            .unwrap_or_default();
+        let plan = wave_plan(&settings.waves, progress.targets.len());
+        let size = plan
+            .get(progress.wave)
+            .copied()
+            .unwrap_or(progress.targets.len());
+        let proxies = progress.targets[..size.min(progress.targets.len())].to_vec();
+        let snapshot = self.registry.snapshot();
+        let mut services: Vec<String> = snapshot
+            .iter()
+            .filter(|p| proxies.contains(&p.id))
+            .map(|p| p.service.clone())
+            .collect();
+        services.sort();
+        services.dedup();
+        StatusEvent::Wave {
+            source: progress.version.clone(),
+            wave: progress.wave as u32 + 1,
+            waves: waves_total,
+            proxies,
+            services,
+        }
+    }
+
+    fn changed_services(&self, progress: &waves::Progress) -> Vec<String> {
+        let new = self.versions.get(&progress.version);
+        let old = self.versions.get(&progress.last_good);
+        let mut names: Vec<String> = new
+            .map(|v| {
+                v.snapshots
+                    .iter()
+                    .filter(|(name, config)| {
+                        old.and_then(|o| o.snapshots.get(*name)).map(|c| c.digest())
+                            != Some(config.digest())
+                    })
+                    .map(|(name, _)| name.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// Gives every registered proxy the config it should run now.
+    fn assign_all(&mut self) {
+        let proxies = self.registry.snapshot();
+        let instances: Vec<Instance> = proxies
+            .iter()
+            .map(|p| Instance {
+                service: p.service.clone(),
+                address: p.address.clone(),
+                labels: p.labels.clone(),
+                healthy: p.healthy,
+            })
+            .collect();
+        let settings = self
+            .state
+            .rollout
+            .as_ref()
+            .and_then(|r| self.versions.get(&r.version))
+            .map(|v| v.rollout.clone())
+            .unwrap_or_default();
+        let commits: Vec<Option<String>> = proxies
+            .iter()
+            .map(|p| version_for(&p.id, &self.state, self.started, &settings).map(str::to_string))
+            .collect();
+        for commit in commits.iter().flatten() {
+            // Loads (from Git) a version compiled before a restart.
+            let _ = self.version(commit);
+        }
+        for (p, commit) in proxies.iter().zip(&commits) {
+            let version = commit.as_deref().and_then(|c| self.versions.get(c));
+            let update = config_for(&p.service, version, &instances);
+            if let Err(e) = self.registry.assign(&p.id, update) {
+                tracing::debug!(proxy = %p.id, error = %e, "proxy left before its assignment");
+            }
+        }
+    }
+
+    /// Writes pending events to the status branch, each with the state as
+    /// it is now; keeps them for the next pass if Git fails.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let state = serde_json::to_value(&self.state).expect("state serializes");
+        while let Some(event) = self.pending.first() {
+            match self.log.record(event, &state) {
+                Ok(id) => {
+                    tracing::info!(commit = %id.short(), summary = %event.summary(), "recorded");
+                    self.pending.remove(0);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record on the status branch; will retry");
+                    return;
+                }
+            }
+        }
+    }
+}
