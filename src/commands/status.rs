@@ -44,8 +44,8 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<24} {:<14} {:<22} {:<9} {:<9} {}",
-        "PROXY", "SERVICE", "ADDRESS", "VERSION", "SYNCED", "HEALTH"
+        "{:<24} {:<14} {:<22} {:<9} {:<9} HEALTH",
+        "PROXY", "SERVICE", "ADDRESS", "VERSION", "SYNCED"
     );
     for p in proxies {
         let running = p["running"]["digest"].as_str();
