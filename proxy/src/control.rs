@@ -248,10 +248,23 @@ impl Control {
             .clone()
     }
 
+    /// Records a failure; logs a warning for the first of a streak only,
+    /// so a reconciler that is down for an hour does not flood the log.
     fn failed(&self, what: &str, e: &ControlError) {
-        tracing::warn!(error = %e, "control plane: {what} failed; retrying");
+        let first = self.status.borrow().last_error.is_none();
+        if first {
+            tracing::warn!(error = %e, "control plane: {what} failed; serving the running config and retrying");
+        } else {
+            tracing::debug!(error = %e, "control plane: {what} failed again");
+        }
         self.status
             .send_modify(|s| s.last_error = Some(format!("{what}: {e}")));
+    }
+
+    /// A request went through: the next failure starts a new streak.
+    fn recovered(&self) {
+        self.status
+            .send_if_modified(|s| s.last_error.take().is_some());
     }
 
     async fn run(self) {
@@ -340,13 +353,17 @@ impl Control {
             match answer {
                 Ok(Some(update)) => {
                     attempt = 0;
+                    self.recovered();
                     known = update.digest.clone();
                     let ack = self.apply(update);
                     if !self.send_ack(id, ack).await {
                         return;
                     }
                 }
-                Ok(None) => attempt = 0,
+                Ok(None) => {
+                    attempt = 0;
+                    self.recovered();
+                }
                 Err(ControlError::Forgotten) => return,
                 Err(e) => {
                     self.failed("config poll", &e);
@@ -440,7 +457,7 @@ impl Control {
                 )
                 .await
             {
-                Ok(_) => {}
+                Ok(_) => self.recovered(),
                 Err(ControlError::Forgotten) => return,
                 Err(e) => self.failed("heartbeat", &e),
             }

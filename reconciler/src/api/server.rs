@@ -111,7 +111,12 @@ impl RegistryHandle {
 
     /// Sets what proxy `id` should run; a long poll waiting on it answers
     /// at once if the digest changed. Returns whether it changed.
-    pub fn assign(&self, id: &str, update: ConfigUpdate) -> Result<bool, RegistryError> {
+    pub fn assign(
+        &self,
+        id: &str,
+        update: impl Into<Arc<ConfigUpdate>>,
+    ) -> Result<bool, RegistryError> {
+        let update = update.into();
         let mut state = self.lock();
         let changed = state.registry.assign(id, update)?;
         if changed && let Some(wake) = state.wake.get(id) {
@@ -202,7 +207,7 @@ impl RegistryHandle {
 }
 
 enum Poll {
-    Ready(ConfigUpdate),
+    Ready(Arc<ConfigUpdate>),
     Wait(watch::Receiver<u64>),
 }
 
@@ -384,7 +389,7 @@ async fn long_poll(
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let mut wake = match registry.poll(id, &known) {
-            Ok(Poll::Ready(update)) => return json(StatusCode::OK, &update),
+            Ok(Poll::Ready(update)) => return json(StatusCode::OK, &*update),
             Ok(Poll::Wait(wake)) => wake,
             Err(e) => return refused(&e),
         };
@@ -501,9 +506,7 @@ fn percent_decode(s: &str) -> String {
 fn refused(e: &RegistryError) -> Answer {
     let status = match e {
         RegistryError::UnknownProxy(_) => StatusCode::NOT_FOUND,
-        RegistryError::InvalidRegistration(_) | RegistryError::DigestMismatch { .. } => {
-            StatusCode::BAD_REQUEST
-        }
+        RegistryError::InvalidRegistration(_) => StatusCode::BAD_REQUEST,
     };
     error(status, &e.to_string())
 }
