@@ -19,5 +19,6 @@ pub use self::event::{
 };
 pub use self::history::{render_json, render_timeline};
 pub use self::record::{
-    CommitId, DEFAULT_BRANCH, HistoryEntry, Identity, RecordError, STATE_FILE, StatusLog, WriteBack,
+    CommitId, DEFAULT_BRANCH, HistoryEntry, Identity, PushReport, RecordError, STATE_FILE,
+    StatusLog, WriteBack,
 };

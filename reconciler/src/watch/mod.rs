@@ -10,7 +10,7 @@ mod remote;
 mod webhook;
 
 pub use self::local::{LocalOptions, LocalWatch, is_ref_change, watch_local};
-pub use self::remote::{RemoteOptions, RemoteWatch, mirror_dir, watch_remote};
+pub use self::remote::{REMOTE, RemoteOptions, RemoteWatch, mirror_dir, watch_remote};
 pub use self::webhook::{
     GITHUB_SIGNATURE_HEADER, GITLAB_TOKEN_HEADER, Provider, WebhookError, secret_from_file,
     sign_github, verify, verify_github, verify_gitlab,
