@@ -613,15 +613,15 @@ impl Gates {
 fn canary_message(m: &mut MessageBuilder, s: &CanaryStep) {
     let what = match s.decision {
         Decision::Promote => format!(
-            "Step {}/{} passed its gates: canary {} goes from {}% to {}% of {}'s traffic.",
+            "Step {}/{} passed its gates: canary {} goes from {}% to {}% of the traffic to {}.",
             s.step, s.steps, s.canary_subset, s.from_weight, s.to_weight, s.service
         ),
         Decision::Hold => format!(
-            "Step {}/{} holds canary {} at {}% of {}'s traffic.",
+            "Step {}/{} holds canary {} at {}% of the traffic to {}.",
             s.step, s.steps, s.canary_subset, s.from_weight, s.service
         ),
         Decision::Rollback => format!(
-            "Step {}/{} failed: canary {} goes from {}% back to {}%; all of {}'s traffic returns to {}.",
+            "Step {}/{} failed: canary {} goes from {}% back to {}%; all of the traffic to {} returns to {}.",
             s.step,
             s.steps,
             s.canary_subset,
@@ -631,7 +631,7 @@ fn canary_message(m: &mut MessageBuilder, s: &CanaryStep) {
             s.stable_subset
         ),
         Decision::Complete => format!(
-            "Rollout complete: canary {} takes {}% of {}'s traffic.",
+            "Rollout complete: canary {} takes {}% of the traffic to {}.",
             s.canary_subset, s.to_weight, s.service
         ),
     };
