@@ -429,3 +429,62 @@ async fn gitmesh_proxy_under_a_control_plane_keeps_its_id_and_config_across_rest
     .await
     .expect("test finished in time");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_whose_digest_lies_is_nacked() {
+    timeout(TEST_LIMIT, async {
+        let up = upstream().await;
+        let api = start_api(loopback(0), Duration::from_millis(200)).await;
+        let h = start_proxy(api.addr, "web", &[]).await;
+        let id = eventually("registration", async || proxy_id(&h)).await;
+        let mut lie = web_config("c1", up, "api");
+        lie.digest = "sha256:not-this-one".into();
+        api.registry.assign(&id, lie).unwrap();
+        let nack = eventually("the NACK", async || api.registry.get(&id)?.last_ack).await;
+        assert!(!nack.ack.accepted);
+        assert!(
+            nack.ack.reason.unwrap().contains("is not the digest"),
+            "the reason says why"
+        );
+        assert_eq!(admin_version(&h).await.unwrap(), "none");
+        h.shutdown().await;
+        api.kill().await;
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[test]
+fn control_plane_flags_are_checked() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+            .arg("proxy")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} must be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--control-plane", "http://127.0.0.1:1"]);
+    assert!(err.contains("--service"), "{err}");
+    let err = run(&["--control-plane", "127.0.0.1:1", "--service", "web"]);
+    assert!(err.contains("http://host:port"), "{err}");
+    let err = run(&[
+        "--control-plane",
+        "http://127.0.0.1:1",
+        "--service",
+        "web",
+        "--label",
+        "v2",
+    ]);
+    assert!(err.contains("KEY=VALUE"), "{err}");
+    let err = run(&[
+        "--control-plane",
+        "http://127.0.0.1:1",
+        "--service",
+        "web",
+        "--config",
+        "x.json",
+    ]);
+    assert!(err.contains("--config"), "{err}");
+}
