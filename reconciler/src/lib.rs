@@ -25,5 +25,5 @@ pub mod semantics;
 pub mod source;
 pub mod status;
 pub mod synthetic;
-pub mod waves;
 pub mod watch;
+pub mod waves;

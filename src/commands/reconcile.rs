@@ -3,14 +3,17 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use gitmesh_reconciler::api::{ApiServer, RegistryHandle};
-use gitmesh_reconciler::reconcile::{Daemon, DaemonSettings};
-use gitmesh_reconciler::source;
+use gitmesh_reconciler::reconcile::{Daemon, DaemonSettings, Metrics};
 use gitmesh_reconciler::status::Identity;
+use gitmesh_reconciler::watch::{
+    LocalOptions, REMOTE, RemoteOptions, Tip, secret_from_file, watch_local, watch_remote,
+};
 use tokio::sync::watch;
 
 /// Watch a policy repo and roll each new commit of its branch out to the
@@ -21,9 +24,14 @@ use tokio::sync::watch;
 /// unhealthy proxy or the progress deadline reverts the proxies already
 /// updated. Restarted, it resumes from what the status branch records.
 ///
+/// It serves the proxy API, `GET /v1/status`, `GET /metrics` and, with a
+/// secret, `POST /v1/hooks/git` on --listen.
+///
 /// Examples:
 ///   gitmesh reconcile --repo ./mesh-policy
 ///   git -C ./mesh-policy log --oneline gitmesh/status
+///   gitmesh reconcile --remote file:///srv/git/mesh.git \\
+///       --data-dir /var/lib/gitmesh --poll 30s --webhook-secret-file /etc/gitmesh/hook
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct ReconcileArgs {
@@ -42,9 +50,27 @@ pub struct ReconcileArgs {
     /// How often proxies send heartbeats; three missed mark a proxy gone.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     heartbeat: Duration,
-    /// How often the branch tip is checked for new commits.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
-    poll: Duration,
+    /// Watch a remote instead of a local repo: gitmesh keeps its own bare
+    /// mirror under --data-dir, fetches every --poll and on the webhook, and
+    /// pushes the status branch back (never force-pushing). Local paths and
+    /// file:// URLs for now: https and ssh need git2's TLS/SSH support,
+    /// which this build leaves out.
+    #[arg(long, value_name = "URL", requires = "data_dir")]
+    remote: Option<String>,
+    /// Where the mirror of --remote lives.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A local repo is watched for ref changes (picked up at once) and
+    /// re-read this often in case an event was missed; a remote is fetched
+    /// this often.
+    #[arg(long, value_parser = parse_duration)]
+    poll: Option<Duration>,
+    /// A file holding the webhook secret (`POST /v1/hooks/git`, GitHub's
+    /// X-Hub-Signature-256 or GitLab's X-Gitlab-Token). The environment
+    /// variable GITMESH_WEBHOOK_SECRET works too. Without either, no
+    /// webhook is served.
+    #[arg(long, value_name = "FILE")]
+    webhook_secret_file: Option<PathBuf>,
     /// Author of the status commits.
     #[arg(long, default_value = "gitmesh")]
     author_name: String,
@@ -71,12 +97,58 @@ pub fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
     let registry = RegistryHandle::new(args.heartbeat);
-    let server = ApiServer::bind(args.listen, registry.clone())
+    let metrics = Arc::new(Metrics::default());
+    // The desired state: a local repo watched for ref changes, or a mirror
+    // of a remote fetched on a schedule and on the webhook.
+    let (repo, tips, trigger, push_to): (
+        PathBuf,
+        watch::Receiver<Tip>,
+        Arc<dyn Fn() + Send + Sync>,
+        _,
+    ) = match &args.remote {
+        Some(url) => {
+            let data_dir = args.data_dir.clone().expect("clap requires --data-dir");
+            let options = RemoteOptions {
+                poll: args.poll.unwrap_or(Duration::from_secs(60)),
+            };
+            let remote = watch_remote(url, &args.branch, &data_dir, options)
+                .await
+                .with_context(|| format!("mirroring {url}"))?;
+            let repo = remote.mirror().to_path_buf();
+            let tips = remote.subscribe();
+            let remote = Arc::new(remote);
+            let r = remote.clone();
+            (
+                repo,
+                tips,
+                Arc::new(move || r.trigger()),
+                Some(REMOTE.to_string()),
+            )
+        }
+        None => {
+            let options = LocalOptions {
+                poll: args.poll.unwrap_or(Duration::from_secs(5)),
+                ..LocalOptions::default()
+            };
+            let local = watch_local(&args.repo, &args.branch, options)
+                .with_context(|| format!("watching {}", args.repo.display()))?;
+            let tips = local.subscribe();
+            let local = Arc::new(local);
+            let l = local.clone();
+            (args.repo.clone(), tips, Arc::new(move || l.trigger()), None)
+        }
+    };
+    let mut server = ApiServer::bind(args.listen, registry.clone())
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %server.local_addr(), repo = %args.repo.display(), branch = %args.branch, "reconciler up");
+    let m = metrics.clone();
+    server = server.with_metrics(move || m.render());
+    if let Some(secret) = webhook_secret(args.webhook_secret_file.as_deref())? {
+        server = server.with_webhook(secret, move || trigger());
+    }
+    tracing::info!(listen = %server.local_addr(), repo = %repo.display(), branch = %args.branch, "reconciler up");
     let settings = DaemonSettings {
-        repo: args.repo.clone(),
+        repo,
         branch: args.branch.clone(),
         status_branch: args.status_branch.clone(),
         identity: Identity {
@@ -84,60 +156,63 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
             email: args.author_email.clone(),
         },
         tick: Duration::from_millis(200),
+        push_to,
     };
-    let daemon = Daemon::new(settings, registry.clone())?;
+    let daemon = Daemon::new(settings, registry.clone(), metrics)?;
     let (tx, rx) = watch::channel(None);
-    let watcher = tokio::spawn(poll_tip(
-        args.repo.clone(),
-        args.branch.clone(),
-        args.poll,
-        tx,
-    ));
+    let forward = tokio::spawn(forward_tips(tips, tx));
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("shutting down");
     };
-    let (stop_tx, stop_rx) = watch::channel(());
+    let (stop_tx, mut stop_rx) = watch::channel(());
     let api = tokio::spawn(server.run(async move {
-        let mut stop_rx = stop_rx;
         let _ = stop_rx.changed().await;
     }));
     daemon.run(rx, shutdown).await;
     let _ = stop_tx.send(());
-    watcher.abort();
+    forward.abort();
     let _ = api.await;
     Ok(())
 }
 
-/// Publishes the branch tip whenever it changes.
-async fn poll_tip(
-    repo: PathBuf,
-    branch: String,
-    every: Duration,
-    tx: watch::Sender<Option<String>>,
-) {
-    let mut last: Option<String> = None;
+/// The webhook secret from --webhook-secret-file or GITMESH_WEBHOOK_SECRET.
+fn webhook_secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the webhook secret from {}", file.display()))?;
+        return Ok(Some(secret_from_file(&text).as_bytes().to_vec()));
+    }
+    Ok(std::env::var("GITMESH_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(String::into_bytes))
+}
+
+/// Passes the watcher's tips to the daemon (which wants a commit id, or
+/// nothing while the branch is missing or unreachable).
+async fn forward_tips(mut tips: watch::Receiver<Tip>, tx: watch::Sender<Option<String>>) {
     loop {
-        let repo2 = repo.clone();
-        let branch2 = branch.clone();
-        let tip = tokio::task::spawn_blocking(move || source::resolve_rev(&repo2, &branch2))
-            .await
-            .ok()
-            .and_then(|r| {
-                r.map_err(|e| tracing::warn!(error = %e, "cannot read the branch tip"))
-                    .ok()
-            })
-            .map(|r| r.commit);
-        if tip.is_some() && tip != last {
-            tracing::info!(
-                commit = tip.as_deref().unwrap_or(""),
-                "new commit on the watched branch"
-            );
-            last = tip.clone();
-            if tx.send(tip).is_err() {
-                return;
+        let tip = tips.borrow_and_update().clone();
+        match &tip {
+            Tip::Unavailable(reason) => {
+                tracing::warn!(%reason, "the watched branch is unavailable")
             }
+            Tip::Missing => tracing::warn!("the watched branch does not exist (yet)"),
+            Tip::Commit(_) => {}
         }
-        tokio::time::sleep(every).await;
+        if let Some(commit) = tip.commit() {
+            tx.send_if_modified(|current| {
+                let changed = current.as_deref() != Some(commit);
+                if changed {
+                    tracing::info!(commit, "new commit on the watched branch");
+                    *current = Some(commit.to_string());
+                }
+                changed
+            });
+        }
+        if tips.changed().await.is_err() {
+            return;
+        }
     }
 }

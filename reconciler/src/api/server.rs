@@ -211,12 +211,36 @@ enum Poll {
     Wait(watch::Receiver<u64>),
 }
 
+/// What a verified webhook call does (fetch now).
+type OnPush = Arc<dyn Fn() + Send + Sync>;
+
+/// Routes beside the proxy API that the reconciler plugs in: the Git
+/// webhook and the Prometheus metrics page.
+#[derive(Clone, Default)]
+struct Extras {
+    /// `POST /v1/hooks/git`: the shared secret, and what to do once a
+    /// request is verified (fetch now).
+    webhook: Option<(Arc<[u8]>, OnPush)>,
+    /// `GET /metrics`: renders the text exposition format.
+    metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Extras {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extras")
+            .field("webhook", &self.webhook.is_some())
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
+}
+
 /// The proxy API server, bound and ready to [`run`](Self::run).
 #[derive(Debug)]
 pub struct ApiServer {
     listener: TcpListener,
     local: SocketAddr,
     registry: RegistryHandle,
+    extras: Extras,
 }
 
 impl ApiServer {
@@ -229,11 +253,30 @@ impl ApiServer {
             listener,
             local,
             registry,
+            extras: Extras::default(),
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Serves `POST /v1/hooks/git`: a request signed with `secret` (GitHub's
+    /// `X-Hub-Signature-256` or GitLab's `X-Gitlab-Token`) calls `on_push`;
+    /// anything else gets 401 and changes nothing.
+    pub fn with_webhook(
+        mut self,
+        secret: Vec<u8>,
+        on_push: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
+        self.extras.webhook = Some((secret.into(), Arc::new(on_push)));
+        self
+    }
+
+    /// Serves `GET /metrics` with what `render` returns.
+    pub fn with_metrics(mut self, render: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        self.extras.metrics = Some(Arc::new(render));
+        self
     }
 
     /// Serves until `shutdown` resolves, expiring silent proxies as it goes;
@@ -245,6 +288,7 @@ impl ApiServer {
             listener,
             local,
             registry,
+            extras,
         } = self;
         tracing::info!(addr = %local, "proxy API listening");
         let (stop, stopping) = watch::channel(false);
@@ -259,7 +303,7 @@ impl ApiServer {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        connections.spawn(serve_connection(stream, registry.clone(), stopping.clone()));
+                        connections.spawn(serve_connection(stream, registry.clone(), extras.clone(), stopping.clone()));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: breathe.
@@ -290,13 +334,15 @@ impl ApiServer {
 async fn serve_connection(
     stream: tokio::net::TcpStream,
     registry: RegistryHandle,
+    extras: Extras,
     mut stopping: watch::Receiver<bool>,
 ) {
     let stop = stopping.clone();
     let service = service_fn(move |req| {
         let registry = registry.clone();
+        let extras = extras.clone();
         let stop = stop.clone();
-        async move { Ok::<_, Infallible>(route(req, &registry, stop).await) }
+        async move { Ok::<_, Infallible>(route(req, &registry, &extras, stop).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -322,6 +368,7 @@ type Answer = Response<Full<Bytes>>;
 async fn route(
     req: Request<Incoming>,
     registry: &RegistryHandle,
+    extras: &Extras,
     stop: watch::Receiver<bool>,
 ) -> Answer {
     let path = req.uri().path().to_string();
@@ -329,6 +376,21 @@ async fn route(
     let method = req.method().clone();
     match (segments.as_slice(), method) {
         (["healthz"], Method::GET) => text(StatusCode::OK, "ok\n"),
+        (["metrics"], Method::GET) => match &extras.metrics {
+            Some(render) => owned_text(
+                StatusCode::OK,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                render(),
+            ),
+            None => text(StatusCode::NOT_FOUND, "no metrics here\n"),
+        },
+        (["v1", "hooks", "git"], Method::POST) => match &extras.webhook {
+            Some((secret, on_push)) => webhook(req, secret, on_push.as_ref()).await,
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no webhook configured (--webhook-secret-file)\n",
+            ),
+        },
         (["v1", "status"], Method::GET) => status(registry),
         (["v1", "proxies"], Method::POST) => match read_json::<Registration>(req).await {
             Ok(registration) => match registry.register(registration) {
@@ -364,6 +426,41 @@ async fn route(
             "routes: POST /v1/proxies, GET /v1/proxies/{id}/config, POST /v1/proxies/{id}/ack, \
              POST /v1/proxies/{id}/heartbeat, GET /v1/status, GET /healthz\n",
         ),
+    }
+}
+
+/// `POST /v1/hooks/git`: verify, then fetch. A bad or missing signature
+/// gets 401 and triggers nothing.
+async fn webhook(
+    req: Request<Incoming>,
+    secret: &[u8],
+    on_push: &(dyn Fn() + Send + Sync),
+) -> Answer {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let github = header(crate::watch::GITHUB_SIGNATURE_HEADER);
+    let gitlab = header(crate::watch::GITLAB_TOKEN_HEADER);
+    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "body too large\n"),
+    };
+    match crate::watch::verify(secret, github.as_deref(), gitlab.as_deref(), &body) {
+        Ok(provider) => {
+            tracing::info!(?provider, "webhook: fetching now");
+            on_push();
+            text(StatusCode::ACCEPTED, "fetching\n")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook refused");
+            owned_text(StatusCode::UNAUTHORIZED, "text/plain", format!("{e}\n"))
+        }
     }
 }
 
@@ -533,6 +630,15 @@ fn json(status: StatusCode, body: &impl Serialize) -> Answer {
 /// `{"error": "..."}`, so that clients print the reason.
 fn error(status: StatusCode, message: &str) -> Answer {
     json(status, &serde_json::json!({ "error": message }))
+}
+
+/// A text answer whose body is built at run time.
+fn owned_text(status: StatusCode, content_type: &'static str, body: String) -> Answer {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a text response builds")
 }
 
 fn text(status: StatusCode, body: &'static str) -> Answer {

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -23,6 +24,7 @@ use crate::status::{Identity, RevertReason, StatusEvent, StatusLog};
 use crate::waves::{self, ProxyReport, Revert, Step, wave_plan};
 
 use super::assign::{Version, changed_proxies, config_for, version_for};
+use super::metrics::Metrics;
 use super::state::RecordedState;
 
 #[derive(Clone, Debug)]
@@ -36,6 +38,9 @@ pub struct DaemonSettings {
     pub identity: Identity,
     /// How often the loop runs when nothing wakes it.
     pub tick: Duration,
+    /// In remote mode, the remote the status branch is pushed to after
+    /// each record (fetch and retry on a race, never a force-push).
+    pub push_to: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +63,20 @@ pub struct Daemon {
     versions: HashMap<String, Version>,
     /// Events not yet written (Git failed); retried every loop.
     pending: Vec<StatusEvent>,
+    /// Recorded locally but not yet pushed (remote mode).
+    unpushed: bool,
+    metrics: Arc<Metrics>,
+    /// When the rollout in flight was first seen, for commit-to-ACK time.
+    seen_at: Option<Instant>,
 }
 
 impl Daemon {
     /// Opens the status branch and resumes from its last recorded state.
-    pub fn new(settings: DaemonSettings, registry: RegistryHandle) -> Result<Daemon, DaemonError> {
+    pub fn new(
+        settings: DaemonSettings,
+        registry: RegistryHandle,
+        metrics: Arc<Metrics>,
+    ) -> Result<Daemon, DaemonError> {
         let log = StatusLog::open(
             &settings.repo,
             &settings.status_branch,
@@ -90,6 +104,9 @@ impl Daemon {
             origin,
             versions: HashMap::new(),
             pending: Vec::new(),
+            unpushed: false,
+            metrics,
+            seen_at: None,
         })
     }
 
@@ -122,15 +139,27 @@ impl Daemon {
     /// One pass of the loop. Idempotent: the same tip and the same proxy
     /// reports lead to the same assignments and no new record.
     pub fn reconcile(&mut self, tip: Option<&str>, now: Instant) {
+        let started = Instant::now();
         self.registry.expire();
         if let Some(tip) = tip
             && !self.state.is_settled(tip)
         {
+            self.metrics.commits_seen.inc();
             self.consider(tip, now);
         }
         self.advance(now);
         self.assign_all();
         self.flush();
+        let running: Vec<String> = self
+            .registry
+            .snapshot()
+            .into_iter()
+            .map(|p| p.running.map_or_else(|| "none".to_string(), |r| r.version))
+            .collect();
+        self.metrics.set_versions(&running);
+        self.metrics
+            .reconcile_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// A commit not seen before: lint and compile it, then start rolling it
@@ -141,6 +170,7 @@ impl Daemon {
             Err((stage, diagnostics)) => {
                 let errors = diagnostics.len() as u32;
                 tracing::warn!(commit, stage, errors, "commit rejected");
+                self.metrics.rejections.inc();
                 self.state.reject(commit);
                 self.pending.push(StatusEvent::Rejected {
                     source: commit.to_string(),
@@ -183,6 +213,7 @@ impl Daemon {
         ));
         self.started = false;
         self.origin = now;
+        self.seen_at = Some(now);
         self.versions.insert(commit.to_string(), version);
     }
 
@@ -298,6 +329,12 @@ impl Daemon {
                 }
                 let services = self.changed_services(&progress);
                 tracing::info!(%version, "applied");
+                self.metrics.applied.inc();
+                if let Some(seen) = self.seen_at.take() {
+                    self.metrics
+                        .commit_to_last_ack_seconds
+                        .observe(now.saturating_duration_since(seen).as_secs_f64());
+                }
                 self.pending.push(StatusEvent::Applied {
                     source: version.clone(),
                     services,
@@ -313,6 +350,8 @@ impl Daemon {
                 reason,
             } => {
                 tracing::warn!(version = %p.version, %reason, "reverting");
+                self.metrics.reverts.inc();
+                self.seen_at = None;
                 let reason = match reason {
                     Revert::Nack { proxy, reason } => RevertReason::Nack {
                         proxy,
@@ -424,6 +463,7 @@ impl Daemon {
     /// it is now; keeps them for the next pass if Git fails.
     fn flush(&mut self) {
         if self.pending.is_empty() {
+            self.push();
             return;
         }
         let state = serde_json::to_value(&self.state).expect("state serializes");
@@ -432,12 +472,32 @@ impl Daemon {
                 Ok(id) => {
                     tracing::info!(commit = %id.short(), summary = %event.summary(), "recorded");
                     self.pending.remove(0);
+                    self.unpushed = true;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot record on the status branch; will retry");
                     return;
                 }
             }
+        }
+        self.push();
+    }
+
+    /// Remote mode: publishes what was recorded. A failed push (the remote
+    /// is down) is retried on the next pass; the commits stay local.
+    fn push(&mut self) {
+        let Some(remote) = &self.settings.push_to else {
+            return;
+        };
+        if !self.unpushed {
+            return;
+        }
+        match self.log.push(remote, &self.settings.status_branch) {
+            Ok(report) => {
+                tracing::debug!(tip = %report.tip.short(), "status branch pushed");
+                self.unpushed = false;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot push the status branch; will retry"),
         }
     }
 }

@@ -8,7 +8,9 @@
 
 pub mod assign;
 pub mod daemon;
+pub mod metrics;
 pub mod state;
 
 pub use self::daemon::{Daemon, DaemonError, DaemonSettings};
+pub use self::metrics::Metrics;
 pub use self::state::RecordedState;
