@@ -77,16 +77,20 @@ fn logs() -> Stdio {
 struct Sidecar {
     _process: Killed,
     admin: SocketAddr,
+    /// The local app: a listener that accepts connections (its health).
+    app: Option<std::net::TcpListener>,
 }
 
 fn sidecar(control: SocketAddr, service: &str, labels: &[&str], state: &Path) -> Sidecar {
     let admin = free_port();
+    let app = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitmesh"));
     cmd.args(["proxy", "--control-plane", &format!("http://{control}")])
         .args(["--service", service])
         .args(["--outbound", &free_port().to_string()])
         .args(["--inbound", &free_port().to_string()])
-        .args(["--admin", &admin.to_string(), "--app", "127.0.0.1:9"])
+        .args(["--admin", &admin.to_string()])
+        .args(["--app", &app.local_addr().unwrap().to_string()])
         .args(["--state-dir", state.to_str().unwrap()]);
     for l in labels {
         cmd.args(["--label", l]);
@@ -95,6 +99,7 @@ fn sidecar(control: SocketAddr, service: &str, labels: &[&str], state: &Path) ->
     Sidecar {
         _process: process,
         admin,
+        app: Some(app),
     }
 }
 
@@ -108,21 +113,23 @@ fn running_version(s: &Sidecar) -> Option<String> {
     v["version"].as_str().map(str::to_string)
 }
 
+/// bookinfo in a fresh repo, with a shorter minHealthyTime; returns the
+/// first commit.
+fn policy_repo(repo: &Path, min_healthy: &str) -> String {
+    copy_dir(&root().join("examples/bookinfo"), repo);
+    let shorter = format!("minHealthyTime: {min_healthy}");
+    edit(repo, "mesh.yaml", "minHealthyTime: 10s", &shorter);
+    git(repo, &["init", "-q", "-b", "main"]);
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-qm", "initial policy"]);
+    git(repo, &["rev-parse", "HEAD"]).trim().to_string()
+}
+
 #[test]
 fn commits_roll_out_in_waves_and_every_step_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    copy_dir(&root().join("examples/bookinfo"), &repo);
-    edit(
-        &repo,
-        "mesh.yaml",
-        "minHealthyTime: 10s",
-        "minHealthyTime: 500ms",
-    );
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-qm", "initial policy"]);
-    let first = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
+    let first = policy_repo(&repo, "500ms");
 
     let control = free_port();
     let mut rec = reconciler(&repo, control);
@@ -274,4 +281,106 @@ fn commits_roll_out_in_waves_and_every_step_is_recorded() {
         "{text}"
     );
     drop(rec);
+}
+
+/// A newer commit mid-rollout supersedes the older one (recorded), and a
+/// proxy whose app goes down during its wave reverts the updated proxies to
+/// the last good version (recorded with the reason).
+#[test]
+fn supersede_and_revert_on_an_unhealthy_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let first = policy_repo(&repo, "3s");
+    let control = free_port();
+    let _rec = reconciler(&repo, control);
+    let state = dir.path().join("state");
+    let mut reviews: Vec<Sidecar> = (0..2)
+        .map(|i| {
+            sidecar(
+                control,
+                "reviews",
+                &["version=v1"],
+                &state.join(format!("r{i}")),
+            )
+        })
+        .collect();
+    wait_for("every proxy to run the first commit", || {
+        reviews
+            .iter()
+            .all(|s| running_version(s).as_deref() == Some(first.as_str()))
+    });
+
+    // Two commits in a row: the second supersedes the first mid-rollout.
+    edit(
+        &repo,
+        "services/ratings.yaml",
+        "maxConnections: 128",
+        "maxConnections: 100",
+    );
+    let second = commit_all(&repo, "ratings: 100");
+    wait_for("the second commit's first wave", || {
+        reviews
+            .iter()
+            .any(|s| running_version(s).as_deref() == Some(second.as_str()))
+    });
+    edit(
+        &repo,
+        "services/ratings.yaml",
+        "maxConnections: 100",
+        "maxConnections: 90",
+    );
+    let third = commit_all(&repo, "ratings: 90");
+    wait_for("the third commit to apply", || {
+        status_log(&repo)[0].starts_with(&format!("applied {}", &third[..7]))
+    });
+    let log = status_log(&repo);
+    assert!(
+        log.iter().any(|s| s.starts_with(&format!(
+            "superseded {} by {}",
+            &second[..7],
+            &third[..7]
+        ))),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter()
+            .any(|s| s.starts_with(&format!("applied {}", &second[..7])))
+    );
+
+    // The next change reaches one proxy first; its app dies during the wave.
+    edit(
+        &repo,
+        "services/ratings.yaml",
+        "maxConnections: 90",
+        "maxConnections: 80",
+    );
+    let fourth = commit_all(&repo, "ratings: 80");
+    wait_for("the fourth commit's first wave", || {
+        reviews
+            .iter()
+            .any(|s| running_version(s).as_deref() == Some(fourth.as_str()))
+    });
+    let updated = reviews
+        .iter()
+        .position(|s| running_version(s).as_deref() == Some(fourth.as_str()))
+        .unwrap();
+    reviews[updated].app = None; // the app stops listening
+    wait_for("the revert", || {
+        status_log(&repo)[0].starts_with(&format!("reverted {}", &fourth[..7]))
+    });
+    let body = git(&repo, &["log", "-1", "--format=%B", "gitmesh/status"]);
+    assert!(body.contains("Gitmesh-Reason: unhealthy"), "{body}");
+    assert!(
+        body.contains(&format!("Gitmesh-Reverted-To: {third}")),
+        "{body}"
+    );
+    wait_for(
+        "the updated proxy to run the last good version again",
+        || running_version(&reviews[updated]).as_deref() == Some(third.as_str()),
+    );
+    let other = 1 - updated;
+    assert_eq!(
+        running_version(&reviews[other]).as_deref(),
+        Some(third.as_str())
+    );
 }

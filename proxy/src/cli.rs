@@ -211,6 +211,7 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
     settings.labels = args.labels.iter().cloned().collect();
     settings.id = id;
     settings.id_file = id_file;
+    settings.app = args.app.clone();
     let handle = control::spawn(proxy, settings);
     loop {
         match next_signal().await {

@@ -140,6 +140,10 @@ pub struct ControlSettings {
     /// How long any other request may take.
     pub request_timeout: Duration,
     pub backoff: Backoff,
+    /// The local app (`host:port`): the proxy reports itself unhealthy
+    /// while the app does not accept connections. `None`: healthy while
+    /// serving.
+    pub app: Option<String>,
 }
 
 impl ControlSettings {
@@ -156,8 +160,24 @@ impl ControlSettings {
             poll_wait: Duration::from_secs(30),
             request_timeout: Duration::from_secs(10),
             backoff: Backoff::default(),
+            app: None,
         }
     }
+}
+
+/// Whether the local app accepts a TCP connection within a short time: the
+/// health a heartbeat reports (a sidecar whose app is down is not healthy,
+/// whatever its own state).
+async fn app_reachable(app: Option<&str>) -> bool {
+    let Some(app) = app else { return true };
+    matches!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(app)
+        )
+        .await,
+        Ok(Ok(_))
+    )
 }
 
 /// What the control loop last did, for logs, tests and `/ready`-like checks.
@@ -443,8 +463,8 @@ impl Control {
         loop {
             ticker.tick().await;
             let heartbeat = Heartbeat {
-                // The proxy is serving: what its admin `/ready` answers.
-                healthy: true,
+                // The proxy serves; healthy means its app answers too.
+                healthy: app_reachable(self.settings.app.as_deref()).await,
                 running: self.running(),
             };
             match self
