@@ -247,13 +247,30 @@ fn commits_roll_out_in_waves_and_every_step_is_recorded() {
         "maxConnections: 100",
         "maxConnections: 90",
     );
-    let fixed = commit_all(&repo, "fix the typo");
+    // A per-change override in the commit's trailers: all at once.
+    git(
+        &repo,
+        &[
+            "commit",
+            "-qa",
+            "-m",
+            "fix the typo",
+            "-m",
+            "Gitmesh-Waves: 100%",
+        ],
+    );
+    let fixed = git(&repo, &["rev-parse", "HEAD"]).trim().to_string();
     wait_for("the fix to apply", || {
         status_log(&repo)[0] == format!("applied {}: 1 service, 2 proxies", &fixed[..7])
     });
     for s in &reviews {
         assert_eq!(running_version(s).as_deref(), Some(fixed.as_str()));
     }
+    assert_eq!(
+        status_log(&repo)[1],
+        format!("wave 1/1 of {}: 2 proxies, 1 service", &fixed[..7]),
+        "the trailer made it one wave"
+    );
     let applied_second = status_log(&repo).iter().filter(|s| **s == applied).count();
     assert_eq!(applied_second, 1, "each step is recorded exactly once");
 

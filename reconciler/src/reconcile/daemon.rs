@@ -218,7 +218,7 @@ impl Daemon {
     }
 
     fn load(&mut self, commit: &str) -> Result<Version, (&'static str, Vec<String>)> {
-        let (files, _) = source::read_rev(&self.settings.repo, commit)
+        let (files, resolved) = source::read_rev(&self.settings.repo, commit)
             .map_err(|e| ("read", vec![e.to_string()]))?;
         let result = lint(&files);
         if result.errors() > 0 {
@@ -240,12 +240,14 @@ impl Daemon {
                 .collect();
             return Err(("lint", lines));
         }
-        let rollout = result
+        let defaults = result
             .policies
             .meshes
             .first()
             .map(|m| m.value.spec.rollout.clone())
             .unwrap_or_default();
+        let rollout = super::overrides::apply(&resolved.message, &defaults)
+            .map_err(|e| ("overrides", vec![e.to_string()]))?;
         Ok(Version {
             commit: commit.to_string(),
             snapshots: compile(&result.policies, commit, &CanaryWeights::new()),

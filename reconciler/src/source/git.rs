@@ -13,6 +13,8 @@ use super::{Content, MAX_FILE_BYTES, SourceError, SourceFile, is_hidden};
 pub struct ResolvedRev {
     pub commit: String,
     pub summary: String,
+    /// The whole commit message (trailers may carry rollout overrides).
+    pub message: String,
 }
 
 /// Resolves `rev` (a branch, tag, `HEAD~1`, a sha) in the repo containing
@@ -23,6 +25,7 @@ pub fn resolve_rev(path: &Path, rev: &str) -> Result<ResolvedRev, SourceError> {
     Ok(ResolvedRev {
         commit: commit.id().to_string(),
         summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
+        message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
     })
 }
 
@@ -58,6 +61,7 @@ pub fn read_rev(path: &Path, rev: &str) -> Result<(Vec<SourceFile>, ResolvedRev)
     let resolved = ResolvedRev {
         commit: commit.id().to_string(),
         summary: commit.summary().ok().flatten().unwrap_or("").to_string(),
+        message: String::from_utf8_lossy(commit.message_bytes()).into_owned(),
     };
     Ok((files, resolved))
 }
