@@ -53,8 +53,8 @@ pub struct ReconcileArgs {
     /// Watch a remote instead of a local repo: gitmesh keeps its own bare
     /// mirror under --data-dir, fetches every --poll and on the webhook, and
     /// pushes the status branch back (never force-pushing). Local paths and
-    /// file:// URLs for now: https and ssh need git2's TLS/SSH support,
-    /// which this build leaves out.
+    /// file:// URLs always work; https and ssh need a build with
+    /// `--features network-remotes` (OpenSSL and libssh2 headers).
     #[arg(long, value_name = "URL", requires = "data_dir")]
     remote: Option<String>,
     /// Where the mirror of --remote lives.
