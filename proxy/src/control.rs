@@ -311,6 +311,7 @@ impl Control {
                 id: id.clone(),
                 service: self.settings.service.clone(),
                 address: self.settings.address.clone(),
+                admin: Some(self.proxy.admin_addr().to_string()),
                 labels: self.settings.labels.clone(),
                 running: Some(self.running()),
             };

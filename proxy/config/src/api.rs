@@ -29,6 +29,10 @@ pub struct Registration {
     pub service: String,
     /// `host:port` where peers reach this instance (its inbound listener).
     pub address: String,
+    /// `host:port` of the proxy's admin listener, where the reconciler reads
+    /// its `/metrics` (the callers' view that canary analysis uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<String>,
     /// The instance's labels; subsets select instances by these.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,

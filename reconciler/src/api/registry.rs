@@ -42,6 +42,8 @@ pub struct ProxyView {
     pub service: String,
     /// `host:port` where peers reach this instance.
     pub address: String,
+    /// Its admin listener (`/metrics`), when it said.
+    pub admin: Option<String>,
     pub labels: BTreeMap<String, String>,
     /// What the proxy last said it runs (registration, ACK or heartbeat).
     pub running: Option<Running>,
@@ -108,6 +110,7 @@ impl Registry {
             id: id.clone(),
             service: String::new(),
             address: String::new(),
+            admin: None,
             labels: BTreeMap::new(),
             running: None,
             assigned: None,
@@ -118,6 +121,7 @@ impl Registry {
         });
         entry.service = registration.service;
         entry.address = registration.address;
+        entry.admin = registration.admin;
         entry.labels = registration.labels;
         entry.running = registration.running;
         entry.last_heartbeat = now;
@@ -268,6 +272,7 @@ mod tests {
 
     fn registration(service: &str, id: Option<&str>) -> Registration {
         Registration {
+            admin: None,
             id: id.map(str::to_string),
             service: service.to_string(),
             address: "127.0.0.1:15006".to_string(),
