@@ -515,6 +515,17 @@ mod tests {
         );
     }
 
+    /// Lint refuses what a proxy would NACK: a header name with a space.
+    #[test]
+    fn header_names_must_be_http_tokens() {
+        let d = check(
+            Kind::HTTPRoute,
+            "apiVersion: gitmesh.dev/v1alpha1\nkind: HTTPRoute\nmetadata: {name: r}\nspec:\n  parentRefs: [{name: a}]\n  rules:\n    - backendRefs: [{name: a}]\n      filters:\n        - type: RequestHeaderModifier\n          requestHeaderModifier:\n            set: [{name: bad header, value: x}]\n",
+        );
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!((d[0].code, d[0].span.line), (Code::SchemaViolation, 11));
+    }
+
     #[test]
     fn display_paths_read_like_the_yaml() {
         assert_eq!(

@@ -236,6 +236,7 @@ pub enum LoadBalancerPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HashOn {
     pub kind: HashKind,
+    #[schemars(regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
     /// Header or cookie name.
     pub name: String,
 }
@@ -551,6 +552,7 @@ pub struct HeaderMatch {
     #[serde(rename = "type", default)]
     pub kind: ValueMatchType,
     /// Compared case-insensitively.
+    #[schemars(regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
     pub name: String,
     pub value: String,
 }
@@ -616,13 +618,16 @@ pub struct HeaderModifier {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add: Vec<Header>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")))]
     pub remove: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Header {
+    #[schemars(regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
     pub name: String,
+    #[schemars(regex(pattern = r"^[^\r\n\x00]*$"))]
     pub value: String,
 }
 
@@ -632,6 +637,7 @@ pub struct Redirect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"))]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
@@ -650,6 +656,7 @@ fn default_redirect_status() -> u16 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlRewrite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"))]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<PathModifier>,

@@ -88,6 +88,7 @@ impl ProxyConfig {
                     v.path_match(&format!("{at}.path"), path);
                 }
                 for (k, h) in permission.headers.iter().enumerate() {
+                    v.header_name(&format!("{at}.headers[{k}].name"), &h.name);
                     v.value_match(&format!("{at}.headers[{k}]"), h.kind, &h.value);
                 }
             }
@@ -115,6 +116,9 @@ impl ProxyConfig {
         }
         if let Some(r) = &u.retries {
             v.retry(&format!("{at}.retries"), r);
+        }
+        if let Some(hash) = &u.load_balancer.hash_on {
+            v.header_name(&format!("{at}.loadBalancer.hashOn.name"), &hash.name);
         }
         if let Some(o) = &u.outlier_detection {
             v.percent(
@@ -154,6 +158,7 @@ impl ProxyConfig {
                 v.path_match(&format!("{at}.path"), path);
             }
             for (k, h) in m.headers.iter().enumerate() {
+                v.header_name(&format!("{at}.headers[{k}].name"), &h.name);
                 v.value_match(&format!("{at}.headers[{k}]"), h.kind, &h.value);
             }
             for (k, q) in m.query_params.iter().enumerate() {
@@ -167,6 +172,7 @@ impl ProxyConfig {
             let at = format!("{at}.filters[{i}]");
             match f {
                 Filter::RequestRedirect(r) => {
+                    v.hostname(&format!("{at}.hostname"), r.hostname.as_ref());
                     if ![301, 302, 303, 307, 308].contains(&r.status_code) {
                         v.problem(
                             format!("{at}.statusCode"),
@@ -181,13 +187,17 @@ impl ProxyConfig {
                     v.percent(&format!("{at}.percent"), m.percent);
                     v.backend(&format!("{at}.backend"), &m.backend, names);
                 }
-                Filter::RequestHeaderModifier(_)
-                | Filter::ResponseHeaderModifier(_)
-                | Filter::UrlRewrite(_) => {}
+                Filter::RequestHeaderModifier(m) | Filter::ResponseHeaderModifier(m) => {
+                    v.header_modifier(&at, m);
+                }
+                Filter::UrlRewrite(r) => v.hostname(&format!("{at}.hostname"), r.hostname.as_ref()),
             }
         }
         if let Some(r) = &rule.retries {
             v.retry(&format!("{at}.retries"), r);
+        }
+        if let Some(sticky) = &rule.sticky {
+            v.header_name(&format!("{at}.sticky.name"), &sticky.name);
         }
         if let Some(fault) = &rule.fault {
             if let Some(d) = &fault.delay {
@@ -208,9 +218,36 @@ impl ProxyConfig {
 
 fn is_host_port(address: &str) -> bool {
     match address.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0),
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.chars().any(|c| c.is_whitespace() || c == '/')
+                && port.parse::<u16>().is_ok_and(|p| p != 0)
+        }
         None => false,
     }
+}
+
+/// An HTTP field name (RFC 9110 `token`).
+fn is_token(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// An HTTP field value: no CR, LF or NUL (they would split the message).
+fn is_field_value(value: &str) -> bool {
+    !value.contains(['\r', '\n', '\0'])
+}
+
+/// A DNS host name (as a redirect or rewrite target).
+fn is_hostname(host: &str) -> bool {
+    !host.is_empty()
+        && !host.starts_with(['-', '.'])
+        && !host.ends_with(['-', '.'])
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 #[derive(Default)]
@@ -262,6 +299,35 @@ impl Validator {
     fn value_match(&mut self, at: &str, kind: ValueMatchType, value: &str) {
         if kind == ValueMatchType::RegularExpression {
             self.regex(at, value);
+        }
+    }
+
+    fn header_name(&mut self, at: &str, name: &str) {
+        if !is_token(name) {
+            self.problem(at, format!("`{name}` is not a valid HTTP header name"));
+        }
+    }
+
+    fn header_modifier(&mut self, at: &str, m: &HeaderModifier) {
+        for (i, h) in m.set.iter().chain(&m.add).enumerate() {
+            self.header_name(&format!("{at}.headers[{i}].name"), &h.name);
+            if !is_field_value(&h.value) {
+                self.problem(
+                    format!("{at}.headers[{i}].value"),
+                    "a header value must not contain CR, LF or NUL",
+                );
+            }
+        }
+        for (i, name) in m.remove.iter().enumerate() {
+            self.header_name(&format!("{at}.remove[{i}]"), name);
+        }
+    }
+
+    fn hostname(&mut self, at: &str, host: Option<&String>) {
+        if let Some(host) = host
+            && !is_hostname(host)
+        {
+            self.problem(at, format!("`{host}` is not a host name"));
         }
     }
 
@@ -370,6 +436,39 @@ mod tests {
                 "upstreams[reviews].routes[r].rules[0].fault.abort.status",
             ]
         );
+    }
+
+    #[test]
+    fn header_names_values_and_hosts_are_checked() {
+        let mut c = minimal();
+        let rule = &mut c.upstreams[0].routes[0].rules[0];
+        rule.filters
+            .push(Filter::RequestHeaderModifier(HeaderModifier {
+                set: vec![Header {
+                    name: "bad header".into(),
+                    value: "a\r\nx-injected: 1".into(),
+                }],
+                add: Vec::new(),
+                remove: vec!["x-ok".into()],
+            }));
+        rule.filters.push(Filter::UrlRewrite(UrlRewrite {
+            hostname: Some("not a host".into()),
+            path: None,
+        }));
+        c.upstreams[0].endpoints[0].address = "a b:80".into();
+        let err = c.validate().unwrap_err();
+        let ats: Vec<_> = err.problems.iter().map(|p| p.at.as_str()).collect();
+        assert_eq!(
+            ats,
+            [
+                "upstreams[reviews].endpoints[0].address",
+                "upstreams[reviews].routes[r].rules[0].filters[0].headers[0].name",
+                "upstreams[reviews].routes[r].rules[0].filters[0].headers[0].value",
+                "upstreams[reviews].routes[r].rules[0].filters[1].hostname",
+            ]
+        );
+        assert!(is_token("x-gitmesh-route") && !is_token("") && !is_token("a:b"));
+        assert!(is_hostname("reviews.bookinfo.local") && !is_hostname("-x") && !is_hostname("a_b"));
     }
 
     #[test]

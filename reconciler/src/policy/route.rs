@@ -119,6 +119,7 @@ pub struct RedirectPolicy {
     #[schemars(regex(pattern = "^(http|https)$"))]
     pub scheme: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"))]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 65535))]
@@ -139,6 +140,7 @@ fn default_redirect_status() -> u16 {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlRewritePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$"))]
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<HttpPathModifier>,
@@ -210,6 +212,7 @@ pub struct HttpRouteTimeouts {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionPersistence {
     /// The header or cookie whose value identifies a user.
+    #[schemars(regex(pattern = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"))]
     pub session_name: String,
     #[serde(rename = "type", default = "cookie")]
     pub kind: SessionPersistenceType,

@@ -248,9 +248,22 @@ impl Daemon {
             .unwrap_or_default();
         let rollout = super::overrides::apply(&resolved.message, &defaults)
             .map_err(|e| ("overrides", vec![e.to_string()]))?;
+        let snapshots = compile(&result.policies, commit, &CanaryWeights::new());
+        // Lint should have caught anything a proxy would refuse; if a
+        // compiled config still fails the proxies' own validation, refuse
+        // the commit here rather than roll out a certain NACK.
+        let refused: Vec<String> = snapshots
+            .iter()
+            .filter_map(|(service, config)| {
+                config.validate().err().map(|e| format!("{service}: {e}"))
+            })
+            .collect();
+        if !refused.is_empty() {
+            return Err(("compile", refused));
+        }
         Ok(Version {
             commit: commit.to_string(),
-            snapshots: compile(&result.policies, commit, &CanaryWeights::new()),
+            snapshots,
             rollout,
         })
     }
