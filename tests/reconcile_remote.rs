@@ -6,32 +6,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-/// `git log` subjects of the remote's status branch, newest first.
-fn remote_status(bare: &Path) -> Vec<String> {
-    let out = Command::new("git")
-        .args(["log", "--format=%s", "gitmesh/status", "--"])
-        .current_dir(bare)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &[u8]) -> u16 {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -82,7 +61,7 @@ fn webhook_fetches_and_the_status_branch_is_pushed_back() {
             .unwrap(),
     );
     wait_for("the first commit to be applied and pushed", || {
-        remote_status(&bare)
+        status_log(&bare)
             .first()
             .is_some_and(|s| s.starts_with("applied "))
     });
@@ -113,7 +92,7 @@ fn webhook_fetches_and_the_status_branch_is_pushed_back() {
     );
     std::thread::sleep(Duration::from_secs(1));
     assert!(
-        !remote_status(&bare).iter().any(|s| s.contains(&new[..7])),
+        !status_log(&bare).iter().any(|s| s.contains(&new[..7])),
         "a bad signature must not trigger a fetch"
     );
 
@@ -129,7 +108,7 @@ fn webhook_fetches_and_the_status_branch_is_pushed_back() {
     wait_for(
         "the new commit to be applied on the remote status branch",
         || {
-            remote_status(&bare)
+            status_log(&bare)
                 .first()
                 .is_some_and(|s| s.starts_with(&format!("applied {}", &new[..7])))
         },

@@ -182,22 +182,7 @@ fn explain(
             let choices = allowed_values(schema, pointer);
             let value = lookup(doc, pointer);
             if !choices.is_empty() && value.is_some_and(|v| !v.is_object() && !v.is_array()) {
-                let given = value.map(short).unwrap_or_default();
-                let mut d = Diagnostic::new(
-                    Code::SchemaViolation,
-                    file,
-                    positions.value(pointer),
-                    format!("`{field}`: {given} is not one of {}", choices.join(", ")),
-                );
-                if let Some(best) = closest(
-                    given.trim_matches('"'),
-                    choices
-                        .iter()
-                        .map(|c| c.trim_matches('`').trim_matches('"')),
-                ) {
-                    d = d.with_hint(format!("did you mean `{best}`?"));
-                }
-                out.push(d);
+                out.push(not_one_of(&field, value, &choices, positions.value(pointer), file));
                 return;
             }
             // Report the branch that came closest: not the `null` branch of
@@ -236,22 +221,8 @@ fn explain(
         }
         ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. } => {
             let choices = allowed_values(schema, pointer);
-            let given = lookup(doc, pointer).map(short).unwrap_or_default();
-            let mut d = Diagnostic::new(
-                Code::SchemaViolation,
-                file,
-                positions.value(pointer),
-                format!("`{field}`: {given} is not one of {}", choices.join(", ")),
-            );
-            if let Some(best) = closest(
-                given.trim_matches('"'),
-                choices
-                    .iter()
-                    .map(|c| c.trim_matches('`').trim_matches('"')),
-            ) {
-                d = d.with_hint(format!("did you mean `{best}`?"));
-            }
-            out.push(d);
+            let value = lookup(doc, pointer);
+            out.push(not_one_of(&field, value, &choices, positions.value(pointer), file));
         }
         ValidationErrorKind::Pattern { pattern } => {
             let given = lookup(doc, pointer).map(short).unwrap_or_default();
@@ -275,6 +246,28 @@ fn explain(
             positions.value(pointer),
             format!("`{field}`: {fallback}"),
         )),
+    }
+}
+
+/// A value outside its allowed set, with the closest allowed one as a hint.
+fn not_one_of(
+    field: &str,
+    value: Option<&Json>,
+    choices: &[String],
+    span: crate::diagnostic::Span,
+    file: &str,
+) -> Diagnostic {
+    let given = value.map(short).unwrap_or_default();
+    let d = Diagnostic::new(
+        Code::SchemaViolation,
+        file,
+        span,
+        format!("`{field}`: {given} is not one of {}", choices.join(", ")),
+    );
+    let plain = choices.iter().map(|c| c.trim_matches('`').trim_matches('"'));
+    match closest(given.trim_matches('"'), plain) {
+        Some(best) => d.with_hint(format!("did you mean `{best}`?")),
+        None => d,
     }
 }
 

@@ -106,3 +106,29 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// Subjects of a repo's `gitmesh/status` branch, newest first (empty before
+/// the first record).
+pub fn status_log(repo: &Path) -> Vec<String> {
+    let out = Command::new("git")
+        .args(["log", "--format=%s", "gitmesh/status", "--"])
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `done` every 100 ms for up to 40 s.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
