@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 use crate::diagnostic::{Code, Diagnostic, Span};
 use crate::policy::{API_VERSION, HTTPRoute, Intentions, Kind, Mesh, Rollout, Service};
 use crate::schema;
-use crate::source::positions::{LazyPositions, to_value};
+use crate::source::positions::{FilePositions, LazyPositions, to_value};
 use crate::source::{Content, MAX_FILE_BYTES, SourceFile, yaml};
 
 /// A policy object and where it was written.
@@ -155,13 +155,13 @@ pub fn load_file(path: &str, text: &str, loaded: &mut Loaded) {
             .diagnostics
             .push(Diagnostic::new(p.code, path, p.span, p.message));
     }
-    let shared: Arc<str> = Arc::from(text);
+    let file_positions = FilePositions::new(Arc::from(text));
     for (i, doc) in documents.iter().enumerate() {
         let Some(root) = &doc.root else { continue };
         if root.value == yaml::Value::Null {
             continue;
         }
-        let positions = Arc::new(LazyPositions::new(shared.clone(), i));
+        let positions = Arc::new(LazyPositions::new(file_positions.clone(), i));
         load_document(
             path,
             to_value(root),

@@ -59,41 +59,64 @@ pub fn to_value(root: &Node) -> Json {
     convert(root, &mut String::new(), &mut None)
 }
 
-/// Positions of one document of a file, computed only when first asked for
-/// (by re-parsing the file). A clean 10,000-service repo never pays for
-/// them; a diagnostic pays once per document.
+/// Positions of the documents of one file, computed on first use by
+/// re-parsing the file once for all its documents. A clean 10,000-service
+/// repo never pays for them; a file with diagnostics pays one parse.
+#[derive(Debug)]
+pub struct FilePositions {
+    text: Arc<str>,
+    cell: OnceLock<Vec<Positions>>,
+}
+
+impl FilePositions {
+    pub fn new(text: Arc<str>) -> Arc<Self> {
+        Arc::new(FilePositions {
+            text,
+            cell: OnceLock::new(),
+        })
+    }
+
+    fn documents(&self) -> &[Positions] {
+        self.cell.get_or_init(|| {
+            let (docs, _) = yaml::parse(&self.text);
+            docs.iter()
+                .map(|d| {
+                    d.root
+                        .as_ref()
+                        .map(|root| to_json(root).1)
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+    }
+}
+
+/// Positions of one document of a file (see [`FilePositions`]).
 #[derive(Debug)]
 pub struct LazyPositions {
-    text: Arc<str>,
+    file: Arc<FilePositions>,
     doc: usize,
-    cell: OnceLock<Positions>,
 }
 
 impl LazyPositions {
     /// Document number `doc` (counting from 0, as [`yaml::parse`] returns
-    /// them) of `text`.
-    pub fn new(text: Arc<str>, doc: usize) -> Self {
-        LazyPositions {
-            text,
-            doc,
-            cell: OnceLock::new(),
-        }
+    /// them) of `file`.
+    pub fn new(file: Arc<FilePositions>, doc: usize) -> Self {
+        LazyPositions { file, doc }
     }
 
     pub fn get(&self) -> &Positions {
-        self.cell.get_or_init(|| {
-            let (docs, _) = yaml::parse(&self.text);
-            docs.get(self.doc)
-                .and_then(|d| d.root.as_ref())
-                .map(|root| to_json(root).1)
-                .unwrap_or_default()
-        })
+        static EMPTY: OnceLock<Positions> = OnceLock::new();
+        self.file
+            .documents()
+            .get(self.doc)
+            .unwrap_or_else(|| EMPTY.get_or_init(Positions::default))
     }
 }
 
 impl PartialEq for LazyPositions {
     fn eq(&self, other: &Self) -> bool {
-        self.doc == other.doc && self.text == other.text
+        self.doc == other.doc && self.file.text == other.file.text
     }
 }
 

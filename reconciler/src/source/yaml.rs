@@ -15,8 +15,9 @@ use crate::diagnostic::{Code, Span};
 
 /// Deepest nesting accepted. Real policy files stay under 15.
 pub const MAX_DEPTH: usize = 64;
-/// Most nodes one document may produce, aliases expanded.
-pub const MAX_NODES: usize = 200_000;
+/// Most nodes one document may produce, aliases expanded. Real policy
+/// documents have a few hundred.
+pub const MAX_NODES: usize = 100_000;
 
 /// A YAML value with its position.
 #[derive(Clone, Debug, PartialEq)]
@@ -114,7 +115,9 @@ struct Builder {
     documents: Vec<Document>,
     problems: Vec<ParseProblem>,
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their size, so an alias is charged before it
+    /// is copied.
+    anchors: HashMap<usize, (Node, usize)>,
     doc_start: Span,
     root: Option<Node>,
     nodes: usize,
@@ -188,12 +191,14 @@ impl Builder {
                 self.finish(Node { span, value }, anchor, span)
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().ok_or(ParseProblem {
+                let unknown = || ParseProblem {
                     code: Code::YamlSyntax,
                     span,
                     message: "alias to an unknown anchor".into(),
-                })?;
-                self.count(size(&node), span)?;
+                };
+                let nodes = self.anchors.get(&id).ok_or_else(unknown)?.1;
+                self.count(nodes, span)?;
+                let node = self.anchors.get(&id).ok_or_else(unknown)?.0.clone();
                 let node = Node { span, ..node };
                 self.finish(node, 0, span)
             }
@@ -236,7 +241,8 @@ impl Builder {
     /// Places a finished node in its parent (or as the document root).
     fn finish(&mut self, node: Node, anchor: usize, span: Span) -> Result<(), ParseProblem> {
         if anchor != 0 {
-            self.anchors.insert(anchor, node.clone());
+            let nodes = size(&node);
+            self.anchors.insert(anchor, (node.clone(), nodes));
         }
         match self.stack.last_mut() {
             None => {
@@ -457,6 +463,32 @@ mod tests {
         let (_, problems) = parse(&text);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].code, Code::YamlTooComplex);
+    }
+
+    /// Found by the fuzzer (a timeout under ASan): an alias is charged
+    /// before it is copied, so a bomb stops before building big trees.
+    #[test]
+    fn an_alias_bomb_is_refused_with_bounded_work() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let mut prev = 'a';
+        for name in ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'] {
+            text.push_str(&format!(
+                "{name}: &{name} [{}]\n",
+                vec![format!("*{prev}"); 10].join(", ")
+            ));
+            prev = name;
+        }
+        let mut b = Builder::default();
+        let mut parser = Parser::new_from_str(&text);
+        let mut failed = false;
+        while let Some(Ok((event, span))) = parser.next_event() {
+            if b.on_event(event, to_span(&span)).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed);
+        assert!(b.nodes <= MAX_NODES + 100_000, "charged {} nodes", b.nodes);
     }
 
     #[test]
