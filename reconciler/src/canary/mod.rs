@@ -1,0 +1,22 @@
+//! Canary analysis, pure: from the callers' metrics pages to a decision to
+//! promote, hold, roll back or complete a Rollout, and the status event
+//! that records it. No IO and no clock; the time is passed in.
+//!
+//! Read in pipeline order: [`Scrape`] (one proxy's `/metrics` page) →
+//! [`window_stats`] (a window's increase per subset, summed over proxies)
+//! → [`evaluate`] (the gates: pass, fail or no data) → [`decide`] (the
+//! Rollout's state machine) → [`to_event`] (the status-branch record).
+
+mod engine;
+mod gates;
+mod histogram;
+mod record;
+mod scrape;
+mod window;
+
+pub use self::engine::{Action, CanaryState, CanaryStatus, Outcome, decide, spec_digest, start};
+pub use self::gates::{Gate, Verdict, evaluate};
+pub use self::histogram::{Bucket, Histogram, HistogramError};
+pub use self::record::{decision, gates, to_event};
+pub use self::scrape::{LATENCY_METRIC, REQUESTS_METRIC, Sample, Scrape, ScrapeError, SubsetKey};
+pub use self::window::{Stats, subset_window, window_stats};
