@@ -37,6 +37,7 @@ enum Command {
     Reconcile(commands::reconcile::ReconcileArgs),
     Status(commands::status::StatusArgs),
     History(commands::history::HistoryArgs),
+    DemoApp(commands::demo_app::DemoAppArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => commands::reconcile::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::History(args) => commands::history::run(args),
+        Command::DemoApp(args) => commands::demo_app::run(args),
     };
     match result {
         Ok(code) => code,
