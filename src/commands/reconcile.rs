@@ -41,9 +41,11 @@ pub struct ReconcileArgs {
     /// The branch holding desired state.
     #[arg(long, default_value = "main")]
     branch: String,
-    /// The branch where every step is committed.
-    #[arg(long, default_value = "gitmesh/status")]
-    status_branch: String,
+    /// The branch where every step is committed. Default: the Mesh's
+    /// `statusBranch` at the tip of --branch when the reconciler starts,
+    /// else `gitmesh/status`.
+    #[arg(long)]
+    status_branch: Option<String>,
     /// Where proxies connect (the proxy API) and where /v1/status is served.
     #[arg(long, default_value = "127.0.0.1:15010")]
     listen: SocketAddr,
@@ -147,10 +149,14 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
         server = server.with_webhook(secret, move || trigger());
     }
     tracing::info!(listen = %server.local_addr(), repo = %repo.display(), branch = %args.branch, "reconciler up");
+    let status_branch = args
+        .status_branch
+        .clone()
+        .unwrap_or_else(|| status_branch_of(&repo, &args.branch));
     let settings = DaemonSettings {
         repo,
         branch: args.branch.clone(),
-        status_branch: args.status_branch.clone(),
+        status_branch,
         identity: Identity {
             name: args.author_name.clone(),
             email: args.author_email.clone(),
@@ -174,6 +180,16 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
     forward.abort();
     let _ = api.await;
     Ok(())
+}
+
+/// The Mesh's `statusBranch` at the tip of `branch` (the default when the
+/// tip is missing or does not lint).
+fn status_branch_of(repo: &std::path::Path, branch: &str) -> String {
+    gitmesh_reconciler::source::read_rev(repo, branch)
+        .ok()
+        .map(|(files, _)| gitmesh_reconciler::lint::lint(&files).policies)
+        .and_then(|p| p.meshes.first().map(|m| m.value.spec.status_branch.clone()))
+        .unwrap_or_else(|| "gitmesh/status".to_string())
 }
 
 /// The webhook secret from --webhook-secret-file or GITMESH_WEBHOOK_SECRET.
