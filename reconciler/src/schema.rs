@@ -182,7 +182,13 @@ fn explain(
             let choices = allowed_values(schema, pointer);
             let value = lookup(doc, pointer);
             if !choices.is_empty() && value.is_some_and(|v| !v.is_object() && !v.is_array()) {
-                out.push(not_one_of(&field, value, &choices, positions.value(pointer), file));
+                out.push(not_one_of(
+                    &field,
+                    value,
+                    &choices,
+                    positions.value(pointer),
+                    file,
+                ));
                 return;
             }
             // Report the branch that came closest: not the `null` branch of
@@ -222,7 +228,13 @@ fn explain(
         ValidationErrorKind::Enum { .. } | ValidationErrorKind::Constant { .. } => {
             let choices = allowed_values(schema, pointer);
             let value = lookup(doc, pointer);
-            out.push(not_one_of(&field, value, &choices, positions.value(pointer), file));
+            out.push(not_one_of(
+                &field,
+                value,
+                &choices,
+                positions.value(pointer),
+                file,
+            ));
         }
         ValidationErrorKind::Pattern { pattern } => {
             let given = lookup(doc, pointer).map(short).unwrap_or_default();
@@ -264,7 +276,9 @@ fn not_one_of(
         span,
         format!("`{field}`: {given} is not one of {}", choices.join(", ")),
     );
-    let plain = choices.iter().map(|c| c.trim_matches('`').trim_matches('"'));
+    let plain = choices
+        .iter()
+        .map(|c| c.trim_matches('`').trim_matches('"'));
     match closest(given.trim_matches('"'), plain) {
         Some(best) => d.with_hint(format!("did you mean `{best}`?")),
         None => d,
