@@ -1,29 +1,40 @@
 #!/usr/bin/env bash
 # One-hop reverse-proxy benchmark on loopback: direct to the upstream, then
 # through gitmesh proxy, nginx and HAProxy, each with one worker thread, with
-# the same wrk load. Bounded in time (DURATION per run).
+# the same load. Bounded in time (about ROUNDS × 4 × (DURATION + FIXED_SECONDS)).
 #
 #   apt-get install -y wrk nginx haproxy      # Debian packages
 #   proxy/bench/run.sh                        # from the repository root
 #
-# Prints saturation req/s and latency percentiles, then p99 at a fixed rate
-# is left to wrk2-style tools (wrk has no fixed-rate mode).
+# Per round and target (targets back to back, order rotated each round):
+#   - saturation: wrk, CONNECTIONS keep-alive connections, DURATION;
+#   - CPU time per request: the proxy's utime+stime (/proc/PID/stat, all of
+#     its processes) over the saturation run, divided by the requests wrk made;
+#   - p99 at a fixed rate: loadgen.rs (open loop, latency from each request's
+#     scheduled time) at FIXED_RATE req/s for FIXED_SECONDS.
+# Prints each round, then the medians over ROUNDS and gitmesh's ratios.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+FIXED_RATE=${FIXED_RATE:-2000}
+FIXED_SECONDS=${FIXED_SECONDS:-10}
+FIXED_CONNECTIONS=${FIXED_CONNECTIONS:-16}
 UPSTREAM_PORT=18080
 GITMESH_PORT=18081
 NGINX_PORT=18082
 HAPROXY_PORT=18083
 ADMIN_PORT=18090
+HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-for tool in wrk nginx haproxy; do
+for tool in wrk nginx haproxy rustc; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx haproxy"; exit 1; }
 done
+rustc -O -o "$WORK/loadgen" "$HERE/loadgen.rs"
 
 # Upstream: nginx answering a fixed 200 (one worker).
 cat >"$WORK/upstream.conf" <<CONF
@@ -33,6 +44,7 @@ http { access_log off; server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_reque
   location / { return 200 "hello\n"; } } }
 CONF
 nginx -c "$WORK/upstream.conf" -p "$WORK" &
+UPSTREAM_PID=$!
 
 # nginx as a one-hop reverse proxy with upstream keep-alive.
 cat >"$WORK/proxy.conf" <<CONF
@@ -44,6 +56,7 @@ http { access_log off;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
 nginx -c "$WORK/proxy.conf" -p "$WORK" &
+NGINX_PID=$!
 
 cat >"$WORK/haproxy.cfg" <<CONF
 global
@@ -62,6 +75,7 @@ backend be
   server s1 127.0.0.1:$UPSTREAM_PORT
 CONF
 haproxy -f "$WORK/haproxy.cfg" &
+HAPROXY_PID=$!
 
 cat >"$WORK/gitmesh.json" <<CONF
 {"version":"bench","service":"bench","mesh":{"mtls":"disabled"},
@@ -74,15 +88,73 @@ RUST_LOG=warn "$BIN" --config "$WORK/gitmesh.json" --workers 1 \
 GITMESH_PID=$!
 sleep 1
 
-run() {
-  local name=$1 port=$2
-  echo "== $name"
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Host: up" "http://127.0.0.1:$port/" \
-    | grep -E "Requests/sec|50%|99%"
+# CPU ticks (utime + stime) of a process and its direct children (nginx's
+# master and worker).
+ticks() {
+  local pid=$1 total=0 p
+  for p in $pid $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
+    [ -r /proc/"$p"/stat ] || continue
+    # Fields after the ")" of comm: utime is the 12th, stime the 13th.
+    total=$((total + $(sed 's/.*) //' /proc/"$p"/stat | awk '{print $12 + $13}')))
+  done
+  echo "$total"
 }
-run direct $UPSTREAM_PORT
-run gitmesh $GITMESH_PORT
-run nginx $NGINX_PORT
-run haproxy $HAPROXY_PORT
+HZ=$(getconf CLK_TCK)
+
+# wrk prints latency with units; normalise to milliseconds.
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
+
+RESULTS=$WORK/results
+: >"$RESULTS"
+measure() {
+  local name=$1 port=$2 pid=$3 out before after reqs rps p99 cpu fixed fp99
+  before=$(ticks "$pid")
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Host: up" "http://127.0.0.1:$port/")
+  after=$(ticks "$pid")
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms)
+  cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
+  sleep 1
+  fixed=$("$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS")
+  fp99=$(echo "$fixed" | awk '{for (i = 1; i < NF; i++) if ($i == "p99") {sub(/ms$/, "", $(i+1)); print $(i+1)}}')
+  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus  fixed-%s p99 %8sms  (%s)\n' \
+    "$name" "$rps" "$p99" "$cpu" "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4, "errors"}')"
+  echo "$name $rps $p99 $cpu $fp99" >>"$RESULTS"
+  sleep 1
+}
+
+TARGETS=("gitmesh $GITMESH_PORT $GITMESH_PID" "nginx $NGINX_PORT $NGINX_PID" "haproxy $HAPROXY_PORT $HAPROXY_PID")
+for round in $(seq 1 "$ROUNDS"); do
+  echo "== round $round"
+  # shellcheck disable=SC2086
+  measure direct $UPSTREAM_PORT $UPSTREAM_PID
+  for i in 0 1 2; do
+    # shellcheck disable=SC2086
+    measure ${TARGETS[$(((i + round - 1) % 3))]}
+  done
+done
+
 echo "== gitmesh resident memory after load"
 grep VmRSS "/proc/$GITMESH_PID/status"
+
+echo "== medians over $ROUNDS rounds"
+python3 - "$RESULTS" "$FIXED_RATE" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, *vals = line.split()
+    rows.setdefault(name, []).append([float(v) for v in vals])
+med = {n: [statistics.median(c) for c in zip(*r)] for n, r in rows.items()}
+print(f"| target  | req/s  | p99 (saturated) | CPU µs/req | p99 at {sys.argv[2]}/s |")
+print("|---------|-------:|------:|------:|------:|")
+for n in ["direct", "gitmesh", "nginx", "haproxy"]:
+    if n in med:
+        rps, p99, cpu, fp99 = med[n]
+        print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {fp99:.2f}ms |")
+g = med["gitmesh"]
+for other in ["nginx", "haproxy"]:
+    o = med[other]
+    print(f"gitmesh/{other}: req/s {g[0]/o[0]:.2f}x  cpu/req {g[2]/o[2]:.2f}x  "
+          f"p99@fixed {g[3]/o[3]:.2f}x  p99@saturation {g[1]/o[1]:.2f}x")
+PY

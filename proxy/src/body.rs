@@ -11,6 +11,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::connect::GiveBack;
+
 /// A request or response body as the proxy forwards it.
 #[derive(Debug, Default)]
 pub enum ProxyBody {
@@ -21,6 +23,62 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// A body streamed straight from the peer.
     Streaming(Incoming),
+    /// An upstream response body (its connection goes back to the pool at
+    /// the end).
+    Upstream(UpstreamBody),
+}
+
+/// An upstream response body that hands its HTTP/1.1 connection back to the
+/// endpoint's idle pool once read to the end.
+#[derive(Debug)]
+pub struct UpstreamBody {
+    inner: Incoming,
+    give_back: Option<GiveBack>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, give_back: Option<GiveBack>) -> Self {
+        let mut body = UpstreamBody { inner, give_back };
+        if body.inner.is_end_stream() {
+            body.release();
+        }
+        body
+    }
+
+    fn release(&mut self) {
+        if let Some(g) = self.give_back.take() {
+            g.idle.give_back(g.sender);
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
+            // An error: the connection is not reused.
+            Poll::Ready(Some(Err(_))) => this.give_back = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl ProxyBody {
@@ -51,6 +109,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
         }
     }
 
@@ -59,6 +118,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(data) => data.is_none(),
             ProxyBody::Streaming(body) => body.is_end_stream(),
+            ProxyBody::Upstream(body) => body.is_end_stream(),
         }
     }
 
@@ -69,6 +129,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             ProxyBody::Streaming(body) => body.size_hint(),
+            ProxyBody::Upstream(body) => body.size_hint(),
         }
     }
 }

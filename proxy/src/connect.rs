@@ -1,22 +1,33 @@
-//! Upstream connections: one keep-alive pool (hyper-util's legacy client) per
-//! upstream service and protocol, behind a connector that counts open
-//! connections and connects in progress for the circuit breaker and metrics.
+//! Upstream connections, counted while open and while connecting (for the
+//! circuit breaker and metrics).
+//!
+//! HTTP/1.1 uses a small keep-alive pool per endpoint ([`IdleConns`], kept in
+//! the endpoint's state): a request takes an idle connection (or dials one),
+//! and the connection goes back when the response body has been read to its
+//! end. This is much cheaper per request than hyper-util's legacy client,
+//! which hashes a pool key under a lock, races a lazy connect future against
+//! the checkout and spawns a task per request to watch for the connection to
+//! become idle again. HTTP/2 (one multiplexed connection) keeps the legacy
+//! client.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
+use http::uri::Authority;
+use http::{Request, Response, Uri, header};
+use hyper::client::conn::http1::SendRequest;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, UpstreamBody};
 
 /// Live connection counts of one upstream service.
 #[derive(Debug, Default)]
@@ -167,5 +178,173 @@ impl UpstreamClient {
             client,
             counters,
         }
+    }
+}
+
+/// How long an HTTP/1.1 connection may sit idle before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Most idle HTTP/1.1 connections kept per endpoint.
+const MAX_IDLE_PER_ENDPOINT: usize = 256;
+
+/// Why a send failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// No connection could be made (refused, unreachable, connect timeout).
+    Connect,
+    /// The connection failed after the request was (possibly) sent.
+    Reset,
+}
+
+struct IdleConn {
+    sender: SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// Idle keep-alive HTTP/1.1 connections to one endpoint, most recently used
+/// last (so busy periods reuse warm connections and old ones age out).
+#[derive(Default)]
+pub struct IdleConns {
+    idle: Mutex<Vec<IdleConn>>,
+}
+
+impl std::fmt::Debug for IdleConns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.idle.lock().map_or(0, |v| v.len());
+        f.debug_struct("IdleConns").field("idle", &n).finish()
+    }
+}
+
+impl IdleConns {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<IdleConn>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An idle connection that is still open, if any.
+    fn checkout(&self) -> Option<SendRequest<ProxyBody>> {
+        let mut idle = self.lock();
+        let now = Instant::now();
+        if idle
+            .first()
+            .is_some_and(|c| now.saturating_duration_since(c.since) > IDLE_TIMEOUT)
+        {
+            idle.retain(|c| now.saturating_duration_since(c.since) <= IDLE_TIMEOUT);
+        }
+        while let Some(c) = idle.pop() {
+            if !c.sender.is_closed() {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    /// Puts a connection whose last response was read to the end back.
+    pub fn give_back(&self, sender: SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() < MAX_IDLE_PER_ENDPOINT {
+            idle.push(IdleConn {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// Returns a pooled connection to its endpoint's idle list.
+pub struct GiveBack {
+    pub sender: SendRequest<ProxyBody>,
+    pub idle: Arc<IdleConns>,
+}
+
+impl std::fmt::Debug for GiveBack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GiveBack")
+    }
+}
+
+impl UpstreamClient {
+    /// Sends `req` (absolute URI: `http://<endpoint>/path`) to the endpoint
+    /// `authority`, whose idle HTTP/1.1 connections are `idle`.
+    pub async fn send(
+        &self,
+        authority: &Authority,
+        idle: &Arc<IdleConns>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        if self.key.http2 {
+            return match self.client.request(req).await {
+                Ok(r) => Ok(r.map(|b| UpstreamBody::new(b, None))),
+                Err(e) if e.is_connect() => Err(SendError::Connect),
+                Err(_) => Err(SendError::Reset),
+            };
+        }
+        let (mut parts, body) = req.into_parts();
+        if !parts.headers.contains_key(header::HOST)
+            && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
+        {
+            parts.headers.insert(header::HOST, v);
+        }
+        // HTTP/1.1 to an origin server: origin-form request target.
+        if parts.uri.authority().is_some() {
+            let mut uri = http::uri::Parts::default();
+            uri.path_and_query = parts.uri.path_and_query().cloned();
+            if let Ok(u) = Uri::from_parts(uri) {
+                parts.uri = u;
+            }
+        }
+        let mut req = Request::from_parts(parts, body);
+        loop {
+            let (mut sender, reused) = match idle.checkout() {
+                Some(s) => (s, true),
+                None => (self.connect(authority).await?, false),
+            };
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    let give_back = GiveBack {
+                        sender,
+                        idle: idle.clone(),
+                    };
+                    return Ok(response.map(|b| UpstreamBody::new(b, Some(give_back))));
+                }
+                Err(mut e) => match e.take_message() {
+                    // A kept-alive connection the upstream had closed: the
+                    // request never left, so a fresh connection may take it.
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(SendError::Reset),
+                },
+            }
+        }
+    }
+
+    /// Dials `authority` and starts an HTTP/1.1 connection task.
+    async fn connect(&self, authority: &Authority) -> Result<SendRequest<ProxyBody>, SendError> {
+        let connecting = CountGuard::new(self.counters.clone(), |c| &c.connecting);
+        let addr = (authority.host(), authority.port_u16().unwrap_or(80));
+        let dial = TcpStream::connect(addr);
+        let stream = match self.key.connect_timeout {
+            Some(limit) => tokio::time::timeout(limit, dial)
+                .await
+                .map_err(|_| SendError::Connect)?,
+            None => dial.await,
+        }
+        .map_err(|_| SendError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        drop(connecting);
+        let io = CountedIo {
+            io: TokioIo::new(stream),
+            _open: CountGuard::new(self.counters.clone(), |c| &c.open),
+        };
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|_| SendError::Connect)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream connection closed with an error");
+            }
+        });
+        Ok(sender)
     }
 }

@@ -2,10 +2,12 @@
 //! health checks pass, outlier ejection, and requests in flight. Kept across
 //! config swaps (matched by service and address) so that state survives.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use http::uri::Authority;
 
+use crate::connect::IdleConns;
 use crate::outlier::OutlierState;
 
 #[derive(Debug)]
@@ -18,6 +20,8 @@ pub struct EndpointState {
     pub probe_healthy: AtomicBool,
     pub in_flight: AtomicU32,
     pub outlier: OutlierState,
+    /// Idle keep-alive HTTP/1.1 connections to this endpoint.
+    pub conns: Arc<IdleConns>,
 }
 
 impl EndpointState {
@@ -32,6 +36,7 @@ impl EndpointState {
             probe_healthy: AtomicBool::new(true),
             in_flight: AtomicU32::new(0),
             outlier: OutlierState::default(),
+            conns: Arc::default(),
         })
     }
 

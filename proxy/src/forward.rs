@@ -10,8 +10,10 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, UpstreamBody};
 use crate::clock::Clock;
+use crate::connect::SendError;
+use crate::endpoint::EndpointState;
 use crate::outlier::Observation;
 use crate::pool::Pool;
 use crate::retry::{RetryPlan, TryOutcome};
@@ -143,22 +145,23 @@ fn build_request(
 /// One try to one endpoint.
 async fn try_once(
     pool: &Pool,
+    endpoint: &EndpointState,
     req: Request<ProxyBody>,
     per_try_timeout: Option<Duration>,
-) -> Result<Response<Incoming>, TryOutcome> {
-    let fut = pool.service.client.client.request(req);
+) -> Result<Response<UpstreamBody>, TryOutcome> {
+    let fut = pool
+        .service
+        .client
+        .send(&endpoint.authority, &endpoint.conns, req);
     let result = match per_try_timeout {
         Some(d) => tokio::time::timeout(d, fut)
             .await
             .map_err(|_| TryOutcome::PerTryTimeout)?,
         None => fut.await,
     };
-    result.map_err(|e| {
-        if e.is_connect() {
-            TryOutcome::ConnectFailure
-        } else {
-            TryOutcome::Reset
-        }
+    result.map_err(|e| match e {
+        SendError::Connect => TryOutcome::ConnectFailure,
+        SendError::Reset => TryOutcome::Reset,
     })
 }
 
@@ -169,7 +172,7 @@ pub async fn forward(
     mut head: RequestHead,
     body: RequestBody,
     policy: &TryPolicy<'_>,
-) -> Result<Response<Incoming>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let service = &pool.service;
     let _permit = service.breaker.admit().map_err(|limit| {
         service.metrics.breaker_rejected(limit.as_str());
@@ -210,7 +213,7 @@ pub async fn forward(
         let req = build_request(pool, &endpoint.authority, &head, headers, body);
         let result = {
             let _in_flight = endpoint.start_request();
-            try_once(pool, req, policy.per_try_timeout).await
+            try_once(pool, endpoint, req, policy.per_try_timeout).await
         };
         let outcome = match &result {
             Ok(r) => TryOutcome::Status(r.status()),
@@ -261,7 +264,7 @@ pub async fn send_once(
         ProxyBody::bytes(body),
     );
     let _in_flight = endpoint.start_request();
-    let response = try_once(pool, req, Some(timeout)).await?;
+    let response = try_once(pool, endpoint, req, Some(timeout)).await?;
     let status = response.status();
     // Drain the body so the connection can return to the pool.
     let drain = http_body_util::BodyExt::collect(response.into_body());

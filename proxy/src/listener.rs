@@ -21,6 +21,9 @@ use tokio::task::JoinHandle;
 use crate::body::ProxyBody;
 use crate::metrics::Metrics;
 
+/// hyper's own HTTP/1.1 header count limit.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
 /// Limits applied to every downstream connection.
 #[derive(Clone, Debug)]
 pub struct ListenerLimits {
@@ -63,8 +66,12 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers);
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        // Any explicit value makes hyper size a header array per request on
+        // the heap; its default (the same 100) uses a stack array instead.
+        builder.http1().max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

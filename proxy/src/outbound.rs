@@ -271,7 +271,7 @@ impl Outbound {
         };
         let elapsed = ctx.started.elapsed();
         let response = match result {
-            Ok(r) => r.map(ProxyBody::Streaming),
+            Ok(r) => r.map(ProxyBody::Upstream),
             Err(f) => {
                 pool.metrics.record(f.status.as_u16(), elapsed);
                 return Err(fail(f));

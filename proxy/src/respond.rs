@@ -22,29 +22,46 @@ pub fn error(status: StatusCode, reason: &'static str) -> Response<ProxyBody> {
     r
 }
 
+/// Whether `name` is one of the standard hop-by-hop headers.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::PROXY_AUTHORIZATION
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any that
 /// `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The common cases (none present, or just `Connection: keep-alive`) cost
+    // a pass or two over the names and a removal per header actually
+    // present, instead of a hashed removal per possible name.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if let Some(connection) = headers.remove(header::CONNECTION)
         && let Ok(list) = connection.to_str()
     {
-        for name in list.split(',') {
-            if let Ok(n) = HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()) {
+        for token in list.split(',') {
+            let token = token.trim();
+            if token.is_empty() || token.eq_ignore_ascii_case("close") {
+                continue;
+            }
+            // `from_bytes` lowercases.
+            if let Ok(n) = HeaderName::from_bytes(token.as_bytes())
+                && headers.keys().any(|k| *k == n)
+            {
                 headers.remove(n);
             }
         }
     }
-    for name in [
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::TE,
-        header::TRAILER,
-        header::PROXY_AUTHORIZATION,
-    ] {
+    while let Some(name) = headers.keys().find(|k| is_hop_by_hop(k)).cloned() {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 #[cfg(test)]
@@ -61,5 +78,19 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h["traceparent"], "00-abc-def-01");
+    }
+
+    #[test]
+    fn strips_without_connection_header_and_keeps_end_to_end_ones() {
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert(header::ACCEPT, "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        let mut clean = HeaderMap::new();
+        clean.insert(header::ACCEPT, "*/*".parse().unwrap());
+        strip_hop_by_hop(&mut clean);
+        assert_eq!(clean.len(), 1);
     }
 }

@@ -1,0 +1,95 @@
+//! The per-endpoint HTTP/1.1 keep-alive pool: sequential requests reuse one
+//! upstream connection, and an upstream that closes its kept-alive
+//! connections between requests costs no failed request.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A raw HTTP/1.1 upstream answering `GET`s with 200 "ok", counting
+/// accepted connections; with `close_after_each`, it closes the connection
+/// after each response (without saying so in a header).
+async fn raw_upstream(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut have = 0;
+                loop {
+                    let Ok(n) = s.read(&mut buf[have..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    have += n;
+                    if !buf[..have].windows(4).any(|w| w == b"\r\n\r\n") {
+                        continue;
+                    }
+                    have = 0;
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if s.write_all(reply).await.is_err() || close_after_each {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+fn one_endpoint(addr: SocketAddr) -> serde_json::Value {
+    json!({
+        "version": "c1", "service": "web",
+        "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
+    })
+}
+
+#[tokio::test]
+async fn sequential_requests_reuse_one_upstream_connection() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (addr, accepted) = raw_upstream(false).await;
+        let proxy = start(config(one_endpoint(addr))).await;
+        let c = client();
+        for _ in 0..50 {
+            let r = get(&c, proxy.outbound_addr(), "up", "/").await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn upstream_closing_kept_alive_connections_fails_no_request() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (addr, accepted) = raw_upstream(true).await;
+        let proxy = start(config(one_endpoint(addr))).await;
+        let c = client();
+        for i in 0..30 {
+            let r = get(&c, proxy.outbound_addr(), "up", "/").await;
+            assert_eq!(r.status, 200, "request {i}: {}", r.body);
+            // Let the close reach the proxy sometimes, and race it other times.
+            if i % 2 == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        assert!(accepted.load(Ordering::SeqCst) >= 30);
+    })
+    .await
+    .expect("test finished in time");
+}
