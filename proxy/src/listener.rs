@@ -1,20 +1,35 @@
 //! Accept loops: HTTP/1.1 and HTTP/2 prior knowledge (h2c) on one port, with
 //! header size and count limits, a header read timeout for slow clients, a
 //! gauge of open connections, and graceful draining on shutdown.
+//!
+//! A slow client cut off at the header read timeout in the middle of a
+//! request head gets `408 Request Timeout`. hyper itself closes such a
+//! connection without a word (its timeout error skips the automatic 4xx it
+//! writes for parse errors, and it owns the socket until it returns), so the
+//! accept loop keeps a duplicate of the socket's descriptor and writes the
+//! 408 there once hyper has returned the timeout. An idle keep-alive
+//! connection (no byte of a new request since the last response) is closed
+//! quietly, as is a connection that never sent a byte.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -111,12 +126,34 @@ where
                             let h = handler.clone();
                             async move { Ok::<_, Infallible>(h(req, peer).await) }
                         });
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                        if let Err(e) = watcher.watch(conn).await
+                        // A second descriptor of the socket, to answer 408
+                        // after hyper gives the connection up.
+                        let reply = stream
+                            .as_fd()
+                            .try_clone_to_owned()
+                            .ok()
+                            .map(std::net::TcpStream::from);
+                        let mid_request = Arc::new(AtomicBool::new(false));
+                        let io = TrackedIo {
+                            io: TokioIo::new(stream),
+                            mid_request: mid_request.clone(),
+                        };
+                        let conn = builder.serve_connection(io, svc);
+                        let result = watcher.watch(conn).await;
+                        if let Err(e) = result
                             && let Some(reason) = classify(e.as_ref())
                         {
                             metrics.error(name, reason);
                             tracing::debug!(listener = name, %peer, error = %e, reason, "connection error");
+                            if reason == "header-read-timeout"
+                                && mid_request.load(Ordering::Relaxed)
+                                && let Some(mut reply) = reply
+                            {
+                                // Non-blocking like the original; a small
+                                // answer fits the empty send buffer.
+                                let _ = reply.write_all(REQUEST_TIMEOUT);
+                                let _ = reply.shutdown(std::net::Shutdown::Write);
+                            }
                         }
                     }
                     Ok(_) => {}
@@ -136,6 +173,77 @@ where
             );
         }
     })
+}
+
+/// The answer to a client too slow to send its request head.
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\n\
+x-gitmesh-error: header-read-timeout\r\nconnection: close\r\ncontent-length: 19\r\n\r\n\
+header-read-timeout";
+
+/// A downstream connection that remembers whether bytes of a request
+/// arrived since the last response bytes were written (a request head in
+/// progress, for the 408 decision).
+struct TrackedIo {
+    io: TokioIo<TcpStream>,
+    mid_request: Arc<AtomicBool>,
+}
+
+impl Read for TrackedIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        // Bytes arrived (or the end of the stream, after which hyper stops
+        // without a timeout, so it does not matter here).
+        if let Poll::Ready(Ok(())) = &polled {
+            self.mid_request.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl Write for TrackedIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled
+            && *n > 0
+        {
+            self.mid_request.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &polled
+            && *n > 0
+        {
+            self.mid_request.store(false, Ordering::Relaxed);
+        }
+        polled
+    }
 }
 
 /// The counted reason of a connection-level error, for the bad-input ones.

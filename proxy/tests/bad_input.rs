@@ -21,6 +21,35 @@ async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
 }
 
 #[tokio::test]
+async fn idle_keep_alive_connection_is_closed_without_408() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let settings = ProxySettings {
+            limits: ListenerLimits {
+                header_read_timeout: Duration::from_millis(200),
+                ..ListenerLimits::default()
+            },
+            ..ProxySettings::loopback()
+        };
+        let proxy = Proxy::start(settings, config(json!({"version": "c1", "service": "web"})))
+            .await
+            .unwrap();
+        // One complete request (an unknown destination: 404), then silence.
+        let mut s = TcpStream::connect(proxy.outbound_addr()).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "idle keep-alive connection was not closed");
+        let answer = String::from_utf8_lossy(&buf).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(!answer.contains("408"), "{answer}");
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
 async fn malformed_oversized_and_slow_clients() {
     tokio::time::timeout(TEST_LIMIT, async {
         let settings = ProxySettings {
@@ -55,16 +84,25 @@ async fn malformed_oversized_and_slow_clients() {
         let out = raw(addr, huge.as_bytes()).await;
         assert!(out.starts_with("HTTP/1.1 431"), "{out}");
 
-        // A slow client: half a request head, then nothing. The proxy hangs up.
+        // A slow client: half a request head, then nothing. The proxy
+        // answers 408 and hangs up.
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
         let mut buf = Vec::new();
         let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
         assert!(closed.is_ok(), "slow client was not cut off");
+        let answer = String::from_utf8_lossy(&buf).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(
+            answer.contains("x-gitmesh-error: header-read-timeout"),
+            "{answer}"
+        );
+        buf.clear();
         // A client that sends nothing at all is cut off too.
         let mut s = TcpStream::connect(addr).await.unwrap();
         let closed = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
         assert!(closed.is_ok(), "idle client was not cut off");
+        assert!(buf.is_empty(), "a client that sent nothing gets nothing");
 
         tokio::time::sleep(Duration::from_millis(50)).await;
         let m = proxy.metrics_text();
