@@ -23,6 +23,9 @@ pub enum ProxyBody {
     Full(Option<Bytes>),
     /// A body streamed straight from the peer.
     Streaming(Incoming),
+    /// The start of a request body that was read while trying to buffer it
+    /// (then found too large), followed by the rest, streamed.
+    Prefixed(Option<Bytes>, Incoming),
     /// An upstream response body (its connection goes back to the pool at
     /// the end).
     Upstream(UpstreamBody),
@@ -110,6 +113,10 @@ impl Body for ProxyBody {
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBody::Streaming(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Prefixed(prefix, rest) => match prefix.take() {
+                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
+                None => Pin::new(rest).poll_frame(cx),
+            },
         }
     }
 
@@ -119,6 +126,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(data) => data.is_none(),
             ProxyBody::Streaming(body) => body.is_end_stream(),
             ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Prefixed(prefix, rest) => prefix.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -130,6 +138,16 @@ impl Body for ProxyBody {
             }
             ProxyBody::Streaming(body) => body.size_hint(),
             ProxyBody::Upstream(body) => body.size_hint(),
+            ProxyBody::Prefixed(prefix, rest) => {
+                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let inner = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(inner.lower() + extra);
+                if let Some(upper) = inner.upper() {
+                    hint.set_upper(upper + extra);
+                }
+                hint
+            }
         }
     }
 }

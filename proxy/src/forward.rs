@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
@@ -24,32 +24,67 @@ pub enum RequestBody {
     /// Buffered: may be sent again (retries, mirrors).
     Replayable(Bytes),
     /// Streamed: one try only.
-    Streaming(Incoming),
+    Streaming(ProxyBody),
 }
 
 impl RequestBody {
-    /// Buffers `body` when a replay may be needed and it is known to fit in
-    /// `limit` bytes; otherwise leaves it streaming (`false`: too large).
+    /// Buffers `body` when a replay may be needed, up to `limit` bytes,
+    /// whether or not its length is announced (chunked bodies included);
+    /// otherwise leaves it streaming. Past the limit, what was read so far
+    /// is sent first and the rest streams through (`false`: too large, no
+    /// replay). Request trailers are not kept in a buffered body.
     pub async fn prepare(
-        body: Incoming,
+        mut body: Incoming,
         want_replay: bool,
         limit: usize,
     ) -> Result<(RequestBody, bool), hyper::Error> {
         use http_body::Body;
         use http_body_util::BodyExt;
         if !want_replay {
-            return Ok((RequestBody::Streaming(body), true));
+            return Ok((RequestBody::Streaming(ProxyBody::Streaming(body)), true));
         }
         if body.is_end_stream() {
             return Ok((RequestBody::Replayable(Bytes::new()), true));
         }
-        match body.size_hint().upper() {
-            Some(n) if n <= limit as u64 => {
-                let bytes = body.collect().await?.to_bytes();
-                Ok((RequestBody::Replayable(bytes), true))
-            }
-            _ => Ok((RequestBody::Streaming(body), false)),
+        if body.size_hint().lower() > limit as u64 {
+            // An announced length over the bound: do not read any of it.
+            return Ok((RequestBody::Streaming(ProxyBody::Streaming(body)), false));
         }
+        let mut first: Option<Bytes> = None;
+        let mut more = BytesMut::new();
+        let mut len = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
+            len += data.len();
+            match &first {
+                None => first = Some(data),
+                Some(f) => {
+                    if more.is_empty() {
+                        more.extend_from_slice(f);
+                    }
+                    more.extend_from_slice(&data);
+                }
+            }
+            if len > limit {
+                let prefix = if more.is_empty() {
+                    first.unwrap_or_default()
+                } else {
+                    more.freeze()
+                };
+                return Ok((
+                    RequestBody::Streaming(ProxyBody::Prefixed(Some(prefix), body)),
+                    false,
+                ));
+            }
+        }
+        let bytes = if more.is_empty() {
+            first.unwrap_or_default()
+        } else {
+            more.freeze()
+        };
+        Ok((RequestBody::Replayable(bytes), true))
     }
 
     pub fn replayable(&self) -> Option<&Bytes> {
@@ -205,9 +240,7 @@ pub async fn forward(
             Some(b) => (head.headers.clone(), ProxyBody::bytes(b.clone())),
             None => (
                 std::mem::take(&mut head.headers),
-                streaming
-                    .take()
-                    .map_or(ProxyBody::Empty, ProxyBody::Streaming),
+                streaming.take().unwrap_or(ProxyBody::Empty),
             ),
         };
         let req = build_request(pool, &endpoint.authority, &head, headers, body);
