@@ -298,7 +298,9 @@ impl UpstreamClient {
         loop {
             let (mut sender, reused) = match idle.checkout() {
                 Some(s) => (s, true),
-                None => (self.connect(authority).await?, false),
+                // Boxed: the handshake's large state would otherwise be part
+                // of (and copied with) every request's future.
+                None => (Box::pin(self.connect(authority)).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -337,6 +339,7 @@ impl UpstreamClient {
             _open: CountGuard::new(self.counters.clone(), |c| &c.open),
         };
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
             .handshake(io)
             .await
             .map_err(|_| SendError::Connect)?;

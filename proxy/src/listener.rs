@@ -81,7 +81,8 @@ where
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .writev(false);
     if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
         // Any explicit value makes hyper size a header array per request on
         // the heap; its default (the same 100) uses a stack array instead.

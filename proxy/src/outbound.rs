@@ -218,9 +218,15 @@ impl Outbound {
         // Body: buffered only when a retry or a mirror may need it again.
         let wants_replay =
             rule.retry.as_ref().is_some_and(|r| r.max_retries > 0) || !rule.mirrors.is_empty();
-        let (body, fits) = RequestBody::prepare(body, wants_replay, self.replay_limit)
-            .await
-            .map_err(|_| fail(Failure::new(StatusCode::BAD_REQUEST, "request-body-error")))?;
+        let (body, fits) = if wants_replay {
+            // Boxed, so that requests that need no buffering do not carry
+            // (and copy) its state.
+            Box::pin(RequestBody::prepare(body, true, self.replay_limit))
+                .await
+                .map_err(|_| fail(Failure::new(StatusCode::BAD_REQUEST, "request-body-error")))?
+        } else {
+            (RequestBody::Streaming(ProxyBody::Streaming(body)), true)
+        };
         if !fits {
             self.metrics.error("outbound", "replay-body-too-large");
         }

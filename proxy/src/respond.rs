@@ -48,7 +48,12 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     {
         for token in list.split(',') {
             let token = token.trim();
-            if token.is_empty() || token.eq_ignore_ascii_case("close") {
+            // `close` names no header; `keep-alive` is a standard
+            // hop-by-hop header, removed below anyway.
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("keep-alive")
+            {
                 continue;
             }
             // `from_bytes` lowercases.
