@@ -92,10 +92,12 @@ fn running_version(s: &Sidecar) -> Option<String> {
     v["version"].as_str().map(str::to_string)
 }
 
-/// bookinfo in a fresh repo, with a shorter minHealthyTime; returns the
-/// first commit.
+/// bookinfo in a fresh repo, with a shorter minHealthyTime and without its
+/// canary Rollout (whose steps would interleave with the waves these tests
+/// count; canaries have their own tests); returns the first commit.
 fn policy_repo(repo: &Path, min_healthy: &str) -> String {
     copy_dir(&root().join("examples/bookinfo"), repo);
+    std::fs::remove_dir_all(repo.join("rollouts")).unwrap();
     let shorter = format!("minHealthyTime: {min_healthy}");
     edit(repo, "mesh.yaml", "minHealthyTime: 10s", &shorter);
     git(repo, &["init", "-q", "-b", "main"]);

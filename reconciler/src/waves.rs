@@ -29,7 +29,9 @@ pub struct ProxyReport {
     pub acked: Option<String>,
     /// The policy version the proxy last refused, with the reason.
     pub nacked: Option<(String, String)>,
-    pub healthy: bool,
+    /// As its last heartbeat said; `None` before the first heartbeat
+    /// (unknown: waited for, never a reason to revert).
+    pub healthy: Option<bool>,
 }
 
 /// A rollout of one policy version in progress, as recorded (in Git, on the
@@ -188,14 +190,14 @@ pub fn decide(
                 reason: reason.clone(),
             });
         }
-        if r.acked.as_deref() == Some(&progress.version) && !r.healthy {
+        if r.acked.as_deref() == Some(&progress.version) && r.healthy == Some(false) {
             return revert(Revert::Unhealthy { proxy: id.clone() });
         }
     }
     let all_good = updated.iter().all(|id| {
-        reports
-            .get(id)
-            .is_none_or(|r| r.acked.as_deref() == Some(&progress.version) && r.healthy)
+        reports.get(id).is_none_or(|r| {
+            r.acked.as_deref() == Some(&progress.version) && r.healthy == Some(true)
+        })
     });
     let waited = Duration::from_millis(now_ms.saturating_sub(progress.wave_started_ms));
     if !all_good {
@@ -269,7 +271,7 @@ mod tests {
                         service: "s".into(),
                         acked: Some(version.to_string()),
                         nacked: None,
-                        healthy: *healthy,
+                        healthy: Some(*healthy),
                     },
                 )
             })
@@ -364,7 +366,7 @@ mod tests {
                 service: "s".into(),
                 acked: Some("old".into()),
                 nacked: Some(("new".into(), "bad regex".into())),
-                healthy: true,
+                healthy: Some(true),
             },
         );
         let Step::Revert {
@@ -404,6 +406,19 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// An ACK can arrive before the first heartbeat: unknown health is
+    /// waited for, not taken as a failure.
+    #[test]
+    fn unknown_health_waits_and_never_reverts() {
+        let s = settings();
+        let p = begin("new", "old", ids(1));
+        let mut r = reports(&[("p00", "new", true)]);
+        r.get_mut("p00").unwrap().healthy = None;
+        assert!(matches!(decide(&p, true, &r, &s, 1_000), Step::Wait(_)));
+        r.get_mut("p00").unwrap().healthy = Some(true);
+        assert!(matches!(decide(&p, true, &r, &s, 2_000), Step::Wait(_)));
     }
 
     #[test]

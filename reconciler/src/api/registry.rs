@@ -57,6 +57,10 @@ pub struct ProxyView {
     /// Its own readiness, as its last heartbeat said. `false` until the
     /// first heartbeat.
     pub healthy: bool,
+    /// Whether a heartbeat arrived since it registered: until then its
+    /// health is unknown, not bad.
+    #[serde(skip)]
+    pub heard: bool,
     #[serde(skip)]
     pub last_heartbeat: Instant,
 }
@@ -117,6 +121,7 @@ impl Registry {
             assigned_digest: None,
             last_ack: None,
             healthy: false,
+            heard: false,
             last_heartbeat: now,
         });
         entry.service = registration.service;
@@ -156,9 +161,11 @@ impl Registry {
         now: Instant,
     ) -> Result<bool, RegistryError> {
         let p = self.entry(id)?;
-        let changed =
-            p.healthy != heartbeat.healthy || p.running.as_ref() != Some(&heartbeat.running);
+        let changed = !p.heard
+            || p.healthy != heartbeat.healthy
+            || p.running.as_ref() != Some(&heartbeat.running);
         p.healthy = heartbeat.healthy;
+        p.heard = true;
         p.running = Some(heartbeat.running);
         p.last_heartbeat = now;
         Ok(changed)

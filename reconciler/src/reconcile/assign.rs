@@ -22,8 +22,11 @@ use super::state::RecordedState;
 #[derive(Clone, Debug)]
 pub struct Version {
     pub commit: String,
+    /// Compiled with every canary at 0%.
     pub snapshots: Snapshots,
     pub rollout: RolloutDefaults,
+    /// The policies, to compile again with the canaries' current weights.
+    pub policies: std::sync::Arc<crate::load::PolicySet>,
 }
 
 /// The policy version proxy `id` should run: the rollout's version if the
@@ -53,18 +56,19 @@ pub fn version_for<'a>(
     state.last_good.as_deref()
 }
 
-/// The config a proxy of `service` gets for `version` (an empty one, with
-/// no upstreams, when there is no version yet or the version has no such
-/// service), with the registered instances merged in.
+/// The config a proxy of `service` gets from `version` (a commit and its
+/// snapshots; an empty config, with no upstreams, when there is no version
+/// yet or the version has no such service), with the registered instances
+/// merged in.
 pub fn config_for(
     service: &str,
-    version: Option<&Version>,
+    version: Option<(&str, &Snapshots)>,
     instances: &[Instance],
 ) -> ConfigUpdate {
-    let config = match version.and_then(|v| v.snapshots.get(service)) {
+    let config = match version.and_then(|(_, snapshots)| snapshots.get(service)) {
         Some(config) => with_instances(config, instances),
         None => ProxyConfig {
-            version: version.map_or("none".to_string(), |v| v.commit.clone()),
+            version: version.map_or("none".to_string(), |(commit, _)| commit.to_string()),
             service: service.to_string(),
             mesh: Default::default(),
             inbound: Default::default(),

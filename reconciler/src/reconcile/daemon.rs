@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use crate::api::RegistryHandle;
-use crate::compile::{CanaryWeights, compile};
+use crate::canary::{self, CanaryStatus, Scrape, Stats, window_stats};
+use crate::compile::{CanaryWeights, Snapshots, compile};
 use crate::diagnostic::Severity;
 use crate::endpoints::Instance;
 use crate::lint::lint;
+use crate::policy::RolloutSpec;
 use crate::source;
 use crate::status::{Identity, RevertReason, StatusEvent, StatusLog};
 use crate::waves::{self, ProxyReport, Revert, Step, wave_plan};
@@ -68,6 +70,19 @@ pub struct Daemon {
     metrics: Arc<Metrics>,
     /// When the rollout in flight was first seen, for commit-to-ACK time.
     seen_at: Option<Instant>,
+    /// The analysis window of each canary Rollout (not persisted: after a
+    /// restart a window starts afresh).
+    windows: HashMap<String, Window>,
+    /// Proxy metrics read for this pass, when a window needed them.
+    scrapes: Option<BTreeMap<String, Scrape>>,
+    /// Versions compiled with the canaries' current weights, by commit.
+    weighted: HashMap<String, (CanaryWeights, Snapshots)>,
+}
+
+/// One canary's analysis window: the proxies' pages at its start.
+struct Window {
+    started: Instant,
+    baseline: Option<BTreeMap<String, Scrape>>,
 }
 
 impl Daemon {
@@ -107,6 +122,9 @@ impl Daemon {
             unpushed: false,
             metrics,
             seen_at: None,
+            windows: HashMap::new(),
+            scrapes: None,
+            weighted: HashMap::new(),
         })
     }
 
@@ -126,6 +144,12 @@ impl Daemon {
         tokio::pin!(shutdown);
         loop {
             let tip = tips.borrow_and_update().clone();
+            let admins = self.scrape_due(Instant::now());
+            self.scrapes = if admins.is_empty() {
+                None
+            } else {
+                Some(super::scrape::scrape_all(admins, Duration::from_secs(2)).await)
+            };
             self.reconcile(tip.as_deref(), Instant::now());
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -148,6 +172,7 @@ impl Daemon {
             self.consider(tip, now);
         }
         self.advance(now);
+        self.canaries(now);
         self.assign_all();
         self.flush();
         let running: Vec<String> = self
@@ -265,6 +290,7 @@ impl Daemon {
             commit: commit.to_string(),
             snapshots,
             rollout,
+            policies: Arc::new(result.policies),
         })
     }
 
@@ -302,7 +328,7 @@ impl Daemon {
                     service: p.service.clone(),
                     acked,
                     nacked,
-                    healthy: p.healthy,
+                    healthy: p.heard.then_some(p.healthy),
                 };
                 (p.id, report)
             })
@@ -461,16 +487,167 @@ impl Daemon {
             .iter()
             .map(|p| version_for(&p.id, &self.state, self.started, &settings).map(str::to_string))
             .collect();
+        let weights = self.canary_weights();
         for commit in commits.iter().flatten() {
-            // Loads (from Git) a version compiled before a restart.
-            let _ = self.version(commit);
+            // Loads (from Git) a version compiled before a restart, and
+            // compiles it with the canaries' weights when they moved.
+            let Some(policies) = self.version(commit).map(|v| v.policies.clone()) else {
+                continue;
+            };
+            if weights.is_empty() {
+                continue;
+            }
+            let stale = self.weighted.get(commit).is_none_or(|(w, _)| *w != weights);
+            if stale {
+                let snapshots = compile(&policies, commit, &weights);
+                self.weighted
+                    .insert(commit.clone(), (weights.clone(), snapshots));
+            }
         }
         for (p, commit) in proxies.iter().zip(&commits) {
-            let version = commit.as_deref().and_then(|c| self.versions.get(c));
+            let snapshots = commit.as_deref().and_then(|c| {
+                if weights.is_empty() {
+                    self.versions.get(c).map(|v| &v.snapshots)
+                } else {
+                    self.weighted.get(c).map(|(_, s)| s)
+                }
+            });
+            let version = commit.as_deref().zip(snapshots);
             let update = config_for(&p.service, version, &instances);
             if let Err(e) = self.registry.assign(&p.id, update) {
                 tracing::debug!(proxy = %p.id, error = %e, "proxy left before its assignment");
             }
+        }
+    }
+
+    /// Each canary Rollout's weight now (absent: 0%).
+    fn canary_weights(&self) -> CanaryWeights {
+        self.state
+            .canaries
+            .iter()
+            .map(|(name, c)| (name.clone(), c.weight))
+            .collect()
+    }
+
+    /// The Rollouts of the version every proxy runs, with that version.
+    fn live_rollouts(&self) -> Vec<(String, RolloutSpec)> {
+        let Some(v) = self
+            .state
+            .last_good
+            .as_ref()
+            .and_then(|c| self.versions.get(c))
+        else {
+            return Vec::new();
+        };
+        v.policies
+            .rollouts
+            .iter()
+            .map(|r| (r.value.metadata.name.clone(), r.value.spec.clone()))
+            .collect()
+    }
+
+    /// The proxies to read metrics from when a canary window starts or
+    /// ends now (none when no window needs them).
+    fn scrape_due(&self, now: Instant) -> Vec<(String, String)> {
+        let due = self.live_rollouts().iter().any(|(name, spec)| {
+            let running = self.state.canaries.get(name).is_none_or(|c| {
+                matches!(c.status, CanaryStatus::Progressing | CanaryStatus::Paused)
+            });
+            running
+                && self.windows.get(name).is_none_or(|w| {
+                    w.baseline.is_none()
+                        || now.saturating_duration_since(w.started)
+                            >= spec.analysis.interval.to_std()
+                })
+        });
+        if !due {
+            return Vec::new();
+        }
+        self.registry
+            .snapshot()
+            .into_iter()
+            .filter_map(|p| p.admin.map(|admin| (p.id, admin)))
+            .collect()
+    }
+
+    /// Moves every canary Rollout of the live version one step: start it,
+    /// open or close its analysis window, and record each decision.
+    fn canaries(&mut self, now: Instant) {
+        let Some(source) = self.state.last_good.clone() else {
+            return;
+        };
+        // After a restart the live version is read from Git again first:
+        // until it is, the recorded canary states must not be dropped.
+        if self.version(&source).is_none() {
+            return;
+        }
+        let rollouts = self.live_rollouts();
+        self.state
+            .canaries
+            .retain(|name, _| rollouts.iter().any(|(n, _)| n == name));
+        self.windows
+            .retain(|name, _| rollouts.iter().any(|(n, _)| n == name));
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        for (name, spec) in rollouts {
+            let Some(state) = self.state.canaries.get(&name).cloned() else {
+                let (state, outcome) = canary::start(&name, &spec, wall_ms);
+                tracing::info!(rollout = %name, weight = state.weight, "canary starts");
+                self.pending.push(canary::to_event(
+                    &source,
+                    &spec,
+                    &outcome,
+                    &Stats::default(),
+                    &Stats::default(),
+                    0,
+                ));
+                self.state.canaries.insert(name, state);
+                continue;
+            };
+            let (mut stable, mut canary_stats, mut window_ms) =
+                (Stats::default(), Stats::default(), 0);
+            let mut verdict = None;
+            if let Some(scrapes) = &self.scrapes {
+                let window = self.windows.entry(name.clone()).or_insert(Window {
+                    started: now,
+                    baseline: None,
+                });
+                let elapsed = now.saturating_duration_since(window.started);
+                match &window.baseline {
+                    None => {
+                        window.baseline = Some(scrapes.clone());
+                        window.started = now;
+                    }
+                    Some(base) if elapsed >= spec.analysis.interval.to_std() => {
+                        stable = window_stats(base, scrapes, &spec.service, &spec.stable_subset);
+                        canary_stats =
+                            window_stats(base, scrapes, &spec.service, &spec.canary_subset);
+                        verdict = Some(canary::evaluate(&stable, &canary_stats, &spec.analysis));
+                        window_ms = elapsed.as_millis() as u64;
+                        window.baseline = Some(scrapes.clone());
+                        window.started = now;
+                    }
+                    Some(_) => {}
+                }
+            }
+            let (next, outcome) = canary::decide(&state, &spec, verdict.as_ref(), wall_ms);
+            if let Some(outcome) = outcome {
+                tracing::info!(rollout = %name, from = outcome.from_weight, to = outcome.to_weight, action = ?outcome.action, "canary decision");
+                if outcome.from_weight != outcome.to_weight {
+                    // The next window starts once the new weights apply.
+                    self.windows.remove(&name);
+                }
+                self.pending.push(canary::to_event(
+                    &source,
+                    &spec,
+                    &outcome,
+                    &stable,
+                    &canary_stats,
+                    window_ms,
+                ));
+            }
+            self.state.canaries.insert(name, next);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod assign;
 pub mod daemon;
 pub mod metrics;
 pub mod overrides;
+pub mod scrape;
 pub mod state;
 
 pub use self::daemon::{Daemon, DaemonError, DaemonSettings};

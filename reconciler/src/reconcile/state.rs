@@ -5,6 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use crate::canary::CanaryState;
 use crate::waves::Progress;
 
 /// How many refused commits are remembered (older ones may be retried).
@@ -25,6 +28,9 @@ pub struct RecordedState {
     /// Commits whose rollout was reverted (not retried).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reverted: Vec<String>,
+    /// Canary rollouts, by Rollout name: step, weight, failures.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub canaries: BTreeMap<String, CanaryState>,
 }
 
 impl RecordedState {

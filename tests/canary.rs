@@ -1,0 +1,354 @@
+//! Canary rollouts end to end: the reconciler, sidecars and two versions of
+//! `gitmesh demo-app`, with real traffic through the caller's sidecar. A
+//! healthy canary is promoted step by step to 100%; a canary answering
+//! errors is rolled back after its first window. Every decision is a commit
+//! on the status branch, with the evidence.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::*;
+
+const MESH: &str = "apiVersion: gitmesh.dev/v1alpha1
+kind: Mesh
+metadata: {name: canary-test}
+spec:
+  mtls: {mode: disabled}
+  rollout:
+    waves: [{percent: 100}]
+    minHealthyTime: 200ms
+    progressDeadline: 30s
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Service
+metadata: {name: web}
+spec: {port: 8080, upstreams: [api]}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Service
+metadata: {name: api}
+spec:
+  port: 8080
+  subsets:
+    - {name: v1, labels: {version: v1}}
+    - {name: v2, labels: {version: v2}}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Intentions
+metadata: {name: api}
+spec:
+  destination: api
+  sources: [{name: web, action: allow}]
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: HTTPRoute
+metadata: {name: api}
+spec:
+  parentRefs: [{name: api}]
+  rules:
+    - backendRefs:
+        - {name: api, subset: v1, weight: 100}
+        - {name: api, subset: v2, weight: 0}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Rollout
+metadata: {name: api-v2}
+spec:
+  service: api
+  route: api
+  stableSubset: v1
+  canarySubset: v2
+  steps: [50, 100]
+  analysis:
+    interval: 1s
+    minRequests: 10
+    maxErrorRate: 5
+  failureLimit: 1
+  progressDeadline: 30s
+";
+
+fn spawn(args: &[&str]) -> Killed {
+    Killed(
+        Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// The whole mesh: reconciler, two api versions behind sidecars, the web
+/// caller's sidecar, and traffic through it until the guard is dropped.
+struct Mesh {
+    repo: tempfile::TempDir,
+    _processes: Vec<Killed>,
+    _web_app: TcpListener,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One mesh at a time: each runs seven processes, and two at once on a
+/// small machine would measure the machine, not the canary.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The mesh with the canary (v2) answering `canary_error_rate` of requests
+/// with 503 and taking `canary_latency`; the stable version (v1) takes 20ms
+/// (latencies well above the machine's noise, so p99 ratios mean something).
+fn mesh(canary_error_rate: &str, canary_latency: &str) -> Mesh {
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("mesh.yaml"), MESH).unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-qm", "api with a v2 canary"]);
+
+    let control = free_port();
+    let control_url = format!("http://{control}");
+    let (v1, v2) = (free_port().to_string(), free_port().to_string());
+    let web_app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let web_outbound = free_port();
+    let mut processes = vec![spawn(&[
+        "reconcile",
+        "--repo",
+        repo.path().to_str().unwrap(),
+        "--listen",
+        &control.to_string(),
+        "--heartbeat",
+        "300ms",
+    ])];
+    processes.push(spawn(&[
+        "demo-app",
+        "--listen",
+        &v1,
+        "--name",
+        "api",
+        "--version",
+        "v1",
+        "--latency",
+        "20ms",
+    ]));
+    processes.push(spawn(&[
+        "demo-app",
+        "--listen",
+        &v2,
+        "--name",
+        "api",
+        "--version",
+        "v2",
+        "--error-rate",
+        canary_error_rate,
+        "--latency",
+        canary_latency,
+    ]));
+    // The apps first: a sidecar whose app does not answer is unhealthy.
+    for app in [&v1, &v2] {
+        wait_for("the demo app to listen", || {
+            TcpStream::connect(app.as_str()).is_ok()
+        });
+    }
+    for (version, app) in [("v1", &v1), ("v2", &v2)] {
+        let label = format!("version={version}");
+        processes.push(sidecar(&control_url, "api", Some(&label), app, free_port()));
+    }
+    let web_app_addr = web_app.local_addr().unwrap().to_string();
+    processes.push(sidecar(
+        &control_url,
+        "web",
+        None,
+        &web_app_addr,
+        web_outbound,
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    std::thread::spawn(move || traffic(web_outbound, &flag));
+    Mesh {
+        repo,
+        _processes: processes,
+        _web_app: web_app,
+        stop,
+    }
+}
+
+fn sidecar(
+    control: &str,
+    service: &str,
+    label: Option<&str>,
+    app: &str,
+    outbound: SocketAddr,
+) -> Killed {
+    let (inbound, admin) = (free_port().to_string(), free_port().to_string());
+    let outbound = outbound.to_string();
+    let mut args = vec![
+        "proxy",
+        "--control-plane",
+        control,
+        "--service",
+        service,
+        "--outbound",
+        &outbound,
+        "--inbound",
+        &inbound,
+        "--admin",
+        &admin,
+        "--app",
+        app,
+    ];
+    if let Some(label) = label {
+        args.extend(["--label", label]);
+    }
+    spawn(&args)
+}
+
+/// About 200 requests a second from web to api, through web's sidecar, on
+/// one keep-alive connection (a new connection per request would churn the
+/// ephemeral ports the other processes of the test listen on).
+fn traffic(outbound: SocketAddr, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(stream) = TcpStream::connect(outbound) else {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        while !stop.load(Ordering::Relaxed) {
+            if writer
+                .write_all(b"GET http://api/items HTTP/1.1\r\nhost: api\r\n\r\n")
+                .is_err()
+                || read_response(&mut reader).is_none()
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Reads one HTTP/1.1 response (status line, headers, a content-length
+/// body); `None` when the connection is gone or the answer is not HTTP.
+fn read_response(reader: &mut BufReader<TcpStream>) -> Option<u16> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let status = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut length = 0;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().ok()?;
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(status)
+}
+
+fn has(repo: &Path, summary: &str) -> bool {
+    status_log(repo).iter().any(|s| s.starts_with(summary))
+}
+
+/// Waits for a status commit, showing the whole status log if it never comes.
+fn wait_for_step(repo: &Path, summary: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !has(repo, summary) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `{summary}` on the status branch:\n{:#?}",
+            status_log(repo)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_healthy_canary_is_promoted_to_100_percent() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mesh = mesh("0", "20ms");
+    let repo = mesh.repo.path();
+    wait_for_step(repo, "api: canary v2 100% → 100% (complete)");
+    let log = status_log(repo);
+    assert!(has(repo, "api: canary v2 0% → 50% (promoted)"), "{log:#?}");
+    assert!(
+        has(repo, "api: canary v2 50% → 100% (promoted)"),
+        "{log:#?}"
+    );
+    assert!(!log.iter().any(|s| s.contains("rolled back")), "{log:#?}");
+    // The promotion carries its evidence: both subsets' numbers and gates.
+    let body = git(
+        repo,
+        &[
+            "log",
+            "-1",
+            "--format=%B",
+            "--grep",
+            "50% → 100%",
+            "gitmesh/status",
+        ],
+    );
+    assert!(body.contains("Gitmesh-Decision: promote"), "{body}");
+    assert!(body.contains("Gitmesh-Canary: v2 requests="), "{body}");
+    assert!(body.contains("Gitmesh-Stable: v1 requests="), "{body}");
+}
+
+#[test]
+fn a_canary_answering_20_percent_errors_is_rolled_back() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mesh = mesh("0.2", "20ms");
+    let repo = mesh.repo.path();
+    wait_for_step(repo, "api: canary v2 50% → 0% (rolled back)");
+    assert!(!has(repo, "api: canary v2 50% → 100%"));
+    let body = git(
+        repo,
+        &[
+            "log",
+            "-1",
+            "--format=%B",
+            "--grep",
+            "rolled back",
+            "gitmesh/status",
+        ],
+    );
+    assert!(body.contains("Gitmesh-Decision: rollback"), "{body}");
+    assert!(body.to_lowercase().contains("error rate"), "{body}");
+}
+
+#[test]
+fn a_canary_three_times_slower_than_stable_is_rolled_back() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mesh = mesh("0", "60ms");
+    let repo = mesh.repo.path();
+    wait_for_step(repo, "api: canary v2 50% → 0% (rolled back)");
+    let body = git(
+        repo,
+        &[
+            "log",
+            "-1",
+            "--format=%B",
+            "--grep",
+            "rolled back",
+            "gitmesh/status",
+        ],
+    );
+    assert!(body.contains("p99"), "{body}");
+    assert!(!has(repo, "api: canary v2 50% → 100%"));
+}
