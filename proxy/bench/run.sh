@@ -12,7 +12,8 @@
 #     its processes) over the saturation run, divided by the requests wrk made;
 #   - p99 at a fixed rate: loadgen.rs (open loop, latency from each request's
 #     scheduled time) at FIXED_RATE req/s for FIXED_SECONDS.
-# Prints each round, then the medians over ROUNDS and gitmesh's ratios.
+# Prints each round, then the medians over ROUNDS and gitmesh's ratios
+# (the median over rounds of each round's ratio).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -152,9 +153,12 @@ for n in ["direct", "gitmesh", "nginx", "haproxy"]:
     if n in med:
         rps, p99, cpu, fp99 = med[n]
         print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {fp99:.2f}ms |")
-g = med["gitmesh"]
+# Ratios per round (each round runs the targets back to back), then their
+# median: steadier on a shared machine than a ratio of medians.
+g = rows["gitmesh"]
 for other in ["nginx", "haproxy"]:
-    o = med[other]
-    print(f"gitmesh/{other}: req/s {g[0]/o[0]:.2f}x  cpu/req {g[2]/o[2]:.2f}x  "
-          f"p99@fixed {g[3]/o[3]:.2f}x  p99@saturation {g[1]/o[1]:.2f}x")
+    o = rows[other]
+    r = [statistics.median(g[i][k] / o[i][k] for i in range(len(g))) for k in range(4)]
+    print(f"gitmesh/{other} (median of per-round ratios): req/s {r[0]:.2f}x  "
+          f"cpu/req {r[2]:.2f}x  p99@{sys.argv[2]}/s {r[3]:.2f}x  p99@saturation {r[1]:.2f}x")
 PY
