@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::ProxyBody;
-use crate::connect::{ClientKey, UpstreamClient};
+use crate::connect::{ClientKey, IdleConns, SendError, UpstreamClient};
 use crate::metrics::Metrics;
 use crate::respond;
 use crate::swap::ConfigStore;
@@ -23,6 +23,8 @@ pub struct Inbound {
     app: Option<Authority>,
     http1: UpstreamClient,
     http2: UpstreamClient,
+    /// Idle HTTP/1.1 connections to the local app.
+    app_conns: Arc<IdleConns>,
 }
 
 impl Inbound {
@@ -39,6 +41,7 @@ impl Inbound {
             app,
             http1: client(false),
             http2: client(true),
+            app_conns: Arc::default(),
         }
     }
 
@@ -78,16 +81,16 @@ impl Inbound {
         respond::strip_hop_by_hop(&mut parts.headers);
         let client = if http2 { &self.http2 } else { &self.http1 };
         let req = Request::from_parts(parts, ProxyBody::Streaming(body));
-        match client.client.request(req).await {
+        match client.send(app, &self.app_conns, req).await {
             Ok(r) => {
                 let (mut rparts, body) = r.into_parts();
                 respond::strip_hop_by_hop(&mut rparts.headers);
-                Ok(Response::from_parts(rparts, ProxyBody::Streaming(body)))
+                Ok(Response::from_parts(rparts, ProxyBody::Upstream(body)))
             }
-            Err(e) if e.is_connect() => {
+            Err(SendError::Connect) => {
                 Err((StatusCode::SERVICE_UNAVAILABLE, "app-connect-failure"))
             }
-            Err(_) => Err((StatusCode::BAD_GATEWAY, "app-reset")),
+            Err(SendError::Reset) => Err((StatusCode::BAD_GATEWAY, "app-reset")),
         }
     }
 }

@@ -93,3 +93,29 @@ async fn upstream_closing_kept_alive_connections_fails_no_request() {
     .await
     .expect("test finished in time");
 }
+
+#[tokio::test]
+async fn inbound_requests_reuse_one_connection_to_the_app() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (app, accepted) = raw_upstream(false).await;
+        let settings = gitmesh_proxy::ProxySettings {
+            app: Some(app.to_string()),
+            ..gitmesh_proxy::ProxySettings::loopback()
+        };
+        let proxy = gitmesh_proxy::Proxy::start(
+            settings,
+            config(json!({"version": "c1", "service": "web"})),
+        )
+        .await
+        .unwrap();
+        let c = client();
+        for _ in 0..20 {
+            let r = get(&c, proxy.inbound_addr(), "web", "/").await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body, "ok");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    })
+    .await
+    .expect("test finished in time");
+}
