@@ -97,6 +97,13 @@ impl Daemon {
             &settings.status_branch,
             settings.identity.clone(),
         )?;
+        if let Some(remote) = &settings.push_to {
+            // Resume from the remote's status branch, not from whatever this
+            // mirror last saw (a fresh data dir knows nothing).
+            if let Err(e) = log.pull(remote) {
+                tracing::warn!(error = %e, "cannot fetch the remote status branch; resuming from the local one");
+            }
+        }
         let state = match log.latest()? {
             Some((_, _, json)) => serde_json::from_value(json).unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "status branch state unreadable; starting fresh");
