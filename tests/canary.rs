@@ -352,3 +352,45 @@ fn a_canary_three_times_slower_than_stable_is_rolled_back() {
     assert!(body.contains("p99"), "{body}");
     assert!(!has(repo, "api: canary v2 50% → 100%"));
 }
+
+/// With no traffic there is no data: the canary holds (never promotes), and
+/// the hold is recorded once, not once per window.
+#[test]
+fn no_traffic_holds_and_records_the_hold_once() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(repo.path().join("mesh.yaml"), MESH).unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(repo.path(), &["commit", "-qm", "api with a v2 canary"]);
+    let control = free_port();
+    let web_app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let _processes = [
+        spawn(&[
+            "reconcile",
+            "--repo",
+            repo.path().to_str().unwrap(),
+            "--listen",
+            &control.to_string(),
+            "--heartbeat",
+            "300ms",
+        ]),
+        sidecar(
+            &format!("http://{control}"),
+            "web",
+            None,
+            &web_app.local_addr().unwrap().to_string(),
+            free_port(),
+        ),
+    ];
+    wait_for_step(repo.path(), "api: canary v2 held at 50%");
+    // Three more 1 s windows without traffic.
+    std::thread::sleep(Duration::from_millis(3_500));
+    let log = status_log(repo.path());
+    assert_eq!(
+        log.iter().filter(|s| s.contains("held at 50%")).count(),
+        1,
+        "{log:#?}"
+    );
+    assert!(!log.iter().any(|s| s.contains("50% → 100%")), "{log:#?}");
+}

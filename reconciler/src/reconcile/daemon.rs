@@ -77,6 +77,8 @@ pub struct Daemon {
     scrapes: Option<BTreeMap<String, Scrape>>,
     /// Versions compiled with the canaries' current weights, by commit.
     weighted: HashMap<String, (CanaryWeights, Snapshots)>,
+    /// Each canary's last decision (action, step), to record a hold once.
+    last_decision: HashMap<String, (canary::Action, u32)>,
 }
 
 /// One canary's analysis window: the proxies' pages at its start.
@@ -132,6 +134,7 @@ impl Daemon {
             windows: HashMap::new(),
             scrapes: None,
             weighted: HashMap::new(),
+            last_decision: HashMap::new(),
         })
     }
 
@@ -644,6 +647,16 @@ impl Daemon {
                 if outcome.from_weight != outcome.to_weight {
                     // The next window starts once the new weights apply.
                     self.windows.remove(&name);
+                }
+                // A hold is recorded once per step: a canary waiting for
+                // traffic must not add a commit every window.
+                let key = (outcome.action, outcome.step);
+                let repeat = outcome.action == canary::Action::Hold
+                    && self.last_decision.get(&name) == Some(&key);
+                self.last_decision.insert(name.clone(), key);
+                if repeat {
+                    self.state.canaries.insert(name, next);
+                    continue;
                 }
                 self.pending.push(canary::to_event(
                     &source,
