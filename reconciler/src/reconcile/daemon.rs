@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use gitmesh_proxy_config::api::ConfigUpdate;
 use tokio::sync::watch;
 
 use crate::api::RegistryHandle;
@@ -514,16 +515,23 @@ impl Daemon {
                     .insert(commit.clone(), (weights.clone(), snapshots));
             }
         }
+        // Proxies of one service on one version share their config: build
+        // it (instances merged, digest computed) once per pass.
+        let mut built: HashMap<(&str, Option<&str>), ConfigUpdate> = HashMap::new();
         for (p, commit) in proxies.iter().zip(&commits) {
-            let snapshots = commit.as_deref().and_then(|c| {
-                if weights.is_empty() {
-                    self.versions.get(c).map(|v| &v.snapshots)
-                } else {
-                    self.weighted.get(c).map(|(_, s)| s)
-                }
-            });
-            let version = commit.as_deref().zip(snapshots);
-            let update = config_for(&p.service, version, &instances);
+            let update = built
+                .entry((p.service.as_str(), commit.as_deref()))
+                .or_insert_with(|| {
+                    let snapshots = commit.as_deref().and_then(|c| {
+                        if weights.is_empty() {
+                            self.versions.get(c).map(|v| &v.snapshots)
+                        } else {
+                            self.weighted.get(c).map(|(_, s)| s)
+                        }
+                    });
+                    config_for(&p.service, commit.as_deref().zip(snapshots), &instances)
+                })
+                .clone();
             if let Err(e) = self.registry.assign(&p.id, update) {
                 tracing::debug!(proxy = %p.id, error = %e, "proxy left before its assignment");
             }
