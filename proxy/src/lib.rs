@@ -28,6 +28,7 @@ mod metrics;
 mod mirror;
 mod outbound;
 mod outlier;
+pub mod peer;
 mod pool;
 mod proxy;
 mod respond;
