@@ -156,13 +156,21 @@ fn the_demo_tells_its_story_and_git_records_it() {
     assert_all_gone(started["pids"].as_array().unwrap());
     let events = demo.seen.clone();
 
-    // 1. Waves: after wave 1, one caller runs route r2 and the two others
-    // still r1; once applied, every caller runs r2.
-    let wave1 = steps(&events, |r| {
-        r["event"] == "wave" && r["wave"] == 1 && r["waves"] == 2
-    });
-    assert_eq!(wave1.len(), 1, "{events:#?}");
-    let callers = wave1[0]["traffic"]["callers"].as_array().unwrap();
+    // 1. Waves. A wave is recorded once it has ACKed and stayed healthy
+    // for the commit's 4s: from the commit until "wave 1/2" is recorded,
+    // one caller runs route r2 and the two others still r1; from then on
+    // (wave 2 is being checked), all three run r2.
+    let waves: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "step" && e["phase"] == "waves")
+        .collect();
+    let first = waves
+        .iter()
+        .position(|e| e["status"].as_str().unwrap().starts_with("committed "))
+        .expect("the route change's commit");
+    assert_eq!(waves[first + 1]["recorded"]["event"], "wave", "{waves:#?}");
+    assert_eq!(waves[first + 1]["recorded"]["wave"], 1, "{waves:#?}");
+    let callers = waves[first]["traffic"]["callers"].as_array().unwrap();
     assert_eq!(callers.len(), 3);
     let on_r2: Vec<bool> = callers
         .iter()
@@ -171,6 +179,9 @@ fn the_demo_tells_its_story_and_git_records_it() {
     assert_eq!(on_r2.iter().filter(|b| **b).count(), 1, "{callers:#?}");
     for caller in callers.iter().filter(|c| route_share(c, "r2") < 90.0) {
         assert!(route_share(caller, "r1") >= 70.0, "{callers:#?}");
+    }
+    for caller in waves[first + 1]["traffic"]["callers"].as_array().unwrap() {
+        assert!(route_share(caller, "r2") >= 95.0, "{waves:#?}");
     }
     let applied = steps(&events, |r| r["event"] == "applied");
     let after = applied

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use gitmesh_reconciler::status::{Identity, StatusLog};
+use gitmesh_reconciler::status::{Identity, StatusEvent, StatusLog};
 use serde_json::json;
 
 use display::Display;
@@ -218,6 +218,22 @@ fn tell(
         "pids": processes.pids(),
     }));
 
+    // The initial policy must be fully rolled out before the story
+    // begins, or the first change would supersede it mid-rollout.
+    let log = StatusLog::open(repo.path(), "gitmesh/status", Identity::default())?;
+    wait_for(
+        "the initial policy to be applied",
+        processes,
+        interrupted,
+        || {
+            log.history(50).is_ok_and(|entries| {
+            entries.iter().any(|e| {
+                matches!(&e.event, Some(StatusEvent::Applied { source, .. }) if *source == repo.initial)
+            })
+        })
+        },
+    )?;
+
     let recorder = Recorder::default();
     let outbounds: Vec<SocketAddr> = mesh.callers.iter().map(|(o, _)| *o).collect();
     traffic::start(&outbounds, &recorder, stop_traffic);
@@ -227,7 +243,6 @@ fn tell(
         began.elapsed().as_secs_f64()
     ));
 
-    let log = StatusLog::open(repo.path(), "gitmesh/status", Identity::default())?;
     let mut seen: HashSet<String> = log
         .history(500)?
         .iter()

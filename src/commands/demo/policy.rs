@@ -41,6 +41,8 @@ pub struct Change {
 pub struct PolicyRepo {
     path: PathBuf,
     repo: Repository,
+    /// The id of the first commit.
+    pub initial: String,
 }
 
 impl PolicyRepo {
@@ -51,11 +53,12 @@ impl PolicyRepo {
             git2::RepositoryInitOptions::new().initial_head("main"),
         )
         .with_context(|| format!("creating a Git repo in {}", path.display()))?;
-        let this = PolicyRepo {
+        let mut this = PolicyRepo {
             path: path.to_path_buf(),
             repo,
+            initial: String::new(),
         };
-        this.commit(&Change {
+        this.initial = this.commit(&Change {
             message:
                 "demo: web calls api, all traffic on v1\n\nThe initial policy of `gitmesh demo`.\n"
                     .into(),

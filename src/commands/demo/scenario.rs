@@ -80,7 +80,8 @@ pub fn phases() -> Vec<Phase> {
             id: PhaseId::Waves,
             title: "1/3 A route change, rolled out in waves",
             explain: "The commit changes api's route (answers now carry x-demo-route: r2) and asks\n\
-                      for waves in its trailers: one web proxy first, the rest 4s later if it stays healthy.",
+                      for waves in its trailers: one web proxy first; once it has stayed healthy for 4s,\n\
+                      wave 1 is recorded and the other two get it.",
             fault: None,
             change: Change {
                 message: "api: route revision r2, with a 2s request timeout\n\n\
