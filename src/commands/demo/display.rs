@@ -76,7 +76,7 @@ impl Display {
             })),
             // A state that held for less than a tick (several steps
             // recorded at once) has nothing to show.
-            _ if measured.requests == 0 && seconds < 0.5 => {}
+            _ if seconds < 0.5 => {}
             _ => {
                 self.clear_live();
                 println!("      {}", split_line(measured, seconds));
@@ -148,7 +148,7 @@ pub fn split_line(s: &Summary, seconds: f64) -> String {
         .iter()
         .filter_map(|(v, st)| st.p99_ms.map(|p| format!("{v} {p:.0}ms")))
         .collect();
-    format!(
+    let line = format!(
         "traffic {} · errors {:.1}% · p99 {} · {} requests in {:.1}s",
         if shares.is_empty() {
             "none".to_string()
@@ -163,7 +163,24 @@ pub fn split_line(s: &Summary, seconds: f64) -> String {
         },
         s.requests,
         seconds,
-    )
+    );
+    // Route revisions per caller, while callers disagree or one is mixed.
+    let routes: std::collections::BTreeSet<&String> = s
+        .callers
+        .iter()
+        .flat_map(|c| c.route_share_pct.keys())
+        .collect();
+    if routes.len() > 1 {
+        let per_caller: Vec<String> = s
+            .callers
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("web-{} {}", i + 1, dominant(&c.route_share_pct)))
+            .collect();
+        format!("{line}\n      routes {}", per_caller.join(" · "))
+    } else {
+        line
+    }
 }
 
 fn round(v: f64) -> f64 {
@@ -173,7 +190,7 @@ fn round(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::demo::traffic::VersionStats;
+    use crate::commands::demo::traffic::{CallerStats, VersionStats};
 
     #[test]
     fn the_split_line_names_every_version() {
@@ -202,6 +219,16 @@ mod tests {
         assert_eq!(
             split_line(&s, 2.0),
             "traffic v1 80.0% v2 20.0% · errors 1.0% · p99 v1 21ms · 100 requests in 2.0s"
+        );
+        let caller = |route: &str, pct: f64| CallerStats {
+            requests: 10,
+            route_share_pct: [(route.to_string(), pct)].into_iter().collect(),
+        };
+        s.callers = vec![caller("r2", 100.0), caller("r1", 100.0)];
+        assert!(
+            split_line(&s, 2.0).ends_with("\n      routes web-1 r2 100% · web-2 r1 100%"),
+            "{}",
+            split_line(&s, 2.0)
         );
     }
 }

@@ -282,7 +282,7 @@ fn tell(
     }
     let repo_path = repo.path().display();
     display.say(&format!(
-        "\nThe story took {wall:.1}s. Explore the repo:\n  \
+        "\nThe demo took {wall:.1}s. Explore the repo:\n  \
          cd {repo_path}\n  \
          git log gitmesh/status        # the evidence and trailers of every step\n  \
          gitmesh history --repo {repo_path}\n  \
