@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
 ///
 /// Policy lives in a Git repo as YAML (Mesh, Service, HTTPRoute, Rollout,
 /// Intentions). `lint` checks it, `plan` shows what a change will do,
-/// `compile` prints the config each sidecar gets, and `proxy` runs the
-/// sidecar itself.
+/// `compile` prints the config each sidecar gets, `proxy` runs the sidecar,
+/// and `reconcile` rolls each commit out and records every step in Git.
+/// New here? `gitmesh demo` runs the whole mesh on loopback for a minute.
 #[derive(Parser)]
 #[command(
     name = "gitmesh",
@@ -37,10 +38,12 @@ enum Command {
     Reconcile(commands::reconcile::ReconcileArgs),
     Status(commands::status::StatusArgs),
     History(commands::history::HistoryArgs),
+    Demo(commands::demo::DemoArgs),
     DemoApp(commands::demo_app::DemoAppArgs),
 }
 
 fn main() -> ExitCode {
+    commands::demo::processes::exit_with_parent_if_asked();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Lint(args) => commands::lint::run(args),
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => commands::reconcile::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::History(args) => commands::history::run(args),
+        Command::Demo(args) => commands::demo::run(args),
         Command::DemoApp(args) => commands::demo_app::run(args),
     };
     match result {

@@ -19,6 +19,7 @@ pub mod load;
 pub mod plan;
 pub mod policy;
 pub mod reconcile;
+pub mod reference;
 pub mod report;
 pub mod schema;
 pub mod secrets;

@@ -1,6 +1,7 @@
 //! One module per subcommand: parse arguments, call the library, print.
 
 pub mod compile;
+pub mod demo;
 pub mod demo_app;
 pub mod history;
 pub mod lint;
