@@ -323,6 +323,53 @@ fn a_healthy_canary_is_promoted_to_100_percent() {
     assert!(body.contains("Gitmesh-Decision: promote"), "{body}");
     assert!(body.contains("Gitmesh-Canary: v2 requests="), "{body}");
     assert!(body.contains("Gitmesh-Stable: v1 requests="), "{body}");
+
+    // The final weights are written back to the desired-state branch, the
+    // diff being the two weights only, and the reconciler takes that commit
+    // as no change for the proxies.
+    wait_for_step(repo, "api: final weights written back to main");
+    let route = git(repo, &["show", "main:mesh.yaml"]);
+    assert!(
+        route.contains("{name: api, subset: v1, weight: 0}"),
+        "{route}"
+    );
+    assert!(
+        route.contains("{name: api, subset: v2, weight: 100}"),
+        "{route}"
+    );
+    let numstat = git(repo, &["diff", "--numstat", "main~1", "main"]);
+    assert_eq!(numstat.trim(), "2\t2\tmesh.yaml");
+    let tip = git(repo, &["rev-parse", "--short=7", "main"]);
+    wait_for_step(
+        repo,
+        &format!("applied {}: 0 services, 0 proxies", tip.trim()),
+    );
+    let log = status_log(repo);
+    assert!(!log.iter().any(|s| s.contains("rolled back")), "{log:#?}");
+}
+
+/// A desired-state branch that cannot be updated (another writer holds its
+/// lock): the refusal is recorded, and the mesh keeps the final weights.
+#[test]
+fn a_refused_write_back_is_recorded_and_the_mesh_keeps_the_final_weights() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mesh = mesh("0", "20ms", "");
+    let repo = mesh.repo.path();
+    let before = git(repo, &["rev-parse", "main"]);
+    let lock = repo.join(".git/refs/heads/main.lock");
+    std::fs::write(&lock, "").unwrap();
+    wait_for_step(repo, "api: write-back of final weights to main refused");
+    let body = step_body(repo, "write-back of final weights");
+    assert!(body.contains("Gitmesh-Refused: "), "{body}");
+    assert!(body.contains("locked"), "{body}");
+    assert!(body.contains("The mesh keeps the final weights"), "{body}");
+    assert_eq!(git(repo, &["rev-parse", "main"]), before);
+    // The recorded state keeps the canary at 100%.
+    let state = git(repo, &["show", "gitmesh/status:state.json"]);
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(state["canaries"]["api-v2"]["weight"], 100, "{state}");
+    assert_eq!(state["canaries"]["api-v2"]["status"], "complete", "{state}");
+    std::fs::remove_file(&lock).unwrap();
 }
 
 #[test]

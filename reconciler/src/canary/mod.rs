@@ -13,6 +13,7 @@ mod histogram;
 mod record;
 mod scrape;
 mod window;
+mod write_back;
 
 pub use self::engine::{Action, CanaryState, CanaryStatus, Outcome, decide, spec_digest, start};
 pub use self::gates::{Gate, Verdict, evaluate};
@@ -20,3 +21,4 @@ pub use self::histogram::{Bucket, Histogram, HistogramError};
 pub use self::record::{decision, gates, to_event};
 pub use self::scrape::{LATENCY_METRIC, REQUESTS_METRIC, Sample, Scrape, ScrapeError, SubsetKey};
 pub use self::window::{Stats, subset_window, window_stats};
+pub use self::write_back::{WeightEdit, WriteBackError, apply_edits, weight_edits};

@@ -23,7 +23,7 @@ use crate::endpoints::Instance;
 use crate::lint::lint;
 use crate::policy::RolloutSpec;
 use crate::source;
-use crate::status::{Identity, RevertReason, StatusEvent, StatusLog};
+use crate::status::{Identity, RevertReason, StatusEvent, StatusLog, short};
 use crate::waves::{self, ProxyReport, Revert, Step, wave_plan};
 
 use super::assign::{Version, changed_proxies, config_for, version_for};
@@ -674,9 +674,109 @@ impl Daemon {
                     &canary_stats,
                     window_ms,
                 ));
+                if outcome.action == canary::Action::Complete
+                    && spec.on_success.write_back
+                    && let Some(event) = self.write_back(&source, &name, &spec, next.weight)
+                {
+                    self.pending.push(event);
+                }
             }
             self.state.canaries.insert(name, next);
         }
+    }
+
+    /// Writes a completed Rollout's final weights into its route file on
+    /// the desired-state branch (and pushes it in remote mode), returning
+    /// the record of what happened. `None` for a Rollout without a route:
+    /// its split lives in the Rollout alone, with nothing in Git to edit.
+    /// The mesh keeps the final weights whatever happens here; the commit
+    /// changes nothing for the proxies (the Rollout owns that split).
+    fn write_back(
+        &self,
+        source: &str,
+        rollout: &str,
+        spec: &RolloutSpec,
+        weight: u32,
+    ) -> Option<StatusEvent> {
+        let route_name = spec.route.as_ref()?;
+        let branch = self.settings.branch.clone();
+        let route = self.versions.get(source).and_then(|v| {
+            v.policies
+                .routes
+                .iter()
+                .find(|r| &r.value.metadata.name == route_name)
+                .cloned()
+        });
+        let path = route.as_ref().map_or_else(String::new, |r| r.file.clone());
+        let event = |commit: Option<String>, refused: Option<String>| StatusEvent::WriteBack {
+            source: source.to_string(),
+            rollout: rollout.to_string(),
+            service: spec.service.clone(),
+            branch: branch.clone(),
+            path: path.clone(),
+            commit,
+            refused,
+        };
+        let result = (|| -> Result<Option<String>, String> {
+            let route = route.as_ref().ok_or_else(|| {
+                canary::WriteBackError::NoSuchRoute(route_name.clone()).to_string()
+            })?;
+            let edits = canary::weight_edits(route, spec, weight).map_err(|e| e.to_string())?;
+            if edits.is_empty() {
+                return Ok(None);
+            }
+            let (files, _) =
+                source::read_rev(&self.settings.repo, source).map_err(|e| e.to_string())?;
+            let old = files
+                .iter()
+                .find(|f| f.path == route.file)
+                .and_then(|f| match &f.content {
+                    source::Content::Bytes(b) => String::from_utf8(b.clone()).ok(),
+                    source::Content::TooLarge(_) => None,
+                })
+                .ok_or_else(|| format!("{} is not readable at {}", route.file, short(source)))?;
+            let new = canary::apply_edits(&route.file, &old, &edits).map_err(|e| e.to_string())?;
+            let message = format!(
+                "{}: canary {} complete, final weights written back\n\n\
+                 Rollout {rollout} completed at {weight}% (source {source}). The\n\
+                 weights of route {route_name} now match the mesh; the reconciler\n\
+                 made this commit and treats it as no change.\n\n\
+                 Gitmesh-Rollout: {rollout}\nGitmesh-Write-Back: {}\n",
+                spec.service,
+                spec.canary_subset,
+                short(source),
+            );
+            let made = self
+                .log
+                .replace_desired(
+                    &branch,
+                    &route.file,
+                    old.as_bytes(),
+                    new.as_bytes(),
+                    &message,
+                )
+                .map_err(|e| e.to_string())?;
+            let id = match made {
+                crate::status::WriteBack::Committed(id) => id,
+                crate::status::WriteBack::Unchanged(_) => return Ok(None),
+            };
+            if let Some(remote) = &self.settings.push_to {
+                self.log
+                    .push(remote, &branch)
+                    .map_err(|e| format!("commit {} made, but {e}", id.short()))?;
+            }
+            Ok(Some(id.to_string()))
+        })();
+        Some(match result {
+            Ok(commit) => {
+                tracing::info!(rollout, commit = ?commit, "final weights written back");
+                event(commit, None)
+            }
+            Err(why) => {
+                tracing::warn!(rollout, %why, "write-back refused; the mesh keeps the final weights");
+                event(None, Some(why))
+            }
+        })
     }
 
     /// Writes pending events to the status branch, each with the state as

@@ -147,6 +147,12 @@ fn single(out: &mut String, entry: &HistoryEntry) {
                 let _ = writeln!(out, "{INDENT}kept: {}", short(kept));
             }
         }
+        StatusEvent::WriteBack { path, refused, .. } => {
+            let _ = writeln!(out, "{INDENT}file: {path}");
+            if let Some(why) = refused {
+                let _ = writeln!(out, "{INDENT}why: {why}");
+            }
+        }
         StatusEvent::Superseded { .. } | StatusEvent::CanaryStep(_) => {}
     }
 }

@@ -141,7 +141,9 @@ pub enum RecordError {
     BadPath(String),
     #[error("state cannot be written as JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("{ref_name} kept moving under us: gave up after {attempts} attempts")]
+    #[error(
+        "{ref_name} kept moving or stayed locked by another writer: gave up after {attempts} attempts"
+    )]
     Contended { ref_name: String, attempts: u32 },
     #[error("refspec `{0}` is not `<local ref>:<remote ref>` (a forced `+` refspec is refused)")]
     BadRefspec(String),
@@ -300,6 +302,47 @@ impl StatusLog {
                 Ok(_) => return Err(RecordError::BadPath(path.to_string())),
                 Err(e) if e.code() == ErrorCode::NotFound => FILE_MODE,
                 Err(e) => return Err(e.into()),
+            };
+            set_path(&repo, Some(&base), &parts, Some((blob, mode))).map(Some)
+        })?;
+        match made {
+            Some(id) => Ok(WriteBack::Committed(id)),
+            None => Ok(WriteBack::Unchanged(CommitId(
+                tip(&repo, &ref_name)?.ok_or_else(|| RecordError::NoSuchBranch(branch.into()))?,
+            ))),
+        }
+    }
+
+    /// Like [`write_desired`](Self::write_desired), but only over `old`:
+    /// when the file on the branch tip is neither `old` nor already
+    /// `contents`, someone else changed it, and that is a
+    /// [`RecordError::Conflict`] (nothing is overwritten). The ref moves by
+    /// compare-and-swap.
+    pub fn replace_desired(
+        &self,
+        branch: &str,
+        path: &str,
+        old: &[u8],
+        contents: &[u8],
+        message: &str,
+    ) -> Result<WriteBack> {
+        let repo = self.repo()?;
+        let ref_name = branch_ref(branch)?;
+        let parts = split_path(path)?;
+        let blob = repo.blob(contents)?;
+        let expected = Oid::hash_object(ObjectType::Blob, old)?;
+        let made = commit_cas(&repo, &ref_name, &self.identity, message, false, |parent| {
+            let parent = parent.ok_or_else(|| RecordError::NoSuchBranch(branch.to_string()))?;
+            let base = parent.tree()?;
+            let mode = match base.get_path(Path::new(path)) {
+                Ok(entry) if entry.id() == blob => return Ok(None),
+                Ok(entry) if entry.id() == expected => entry.filemode(),
+                Ok(_) | Err(_) => {
+                    return Err(RecordError::Conflict {
+                        branch: branch.to_string(),
+                        path: path.to_string(),
+                    });
+                }
             };
             set_path(&repo, Some(&base), &parts, Some((blob, mode))).map(Some)
         })?;
