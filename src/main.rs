@@ -37,6 +37,7 @@ enum Command {
     Reconcile(commands::reconcile::ReconcileArgs),
     Status(commands::status::StatusArgs),
     History(commands::history::HistoryArgs),
+    Rollout(commands::rollout::RolloutArgs),
     DemoApp(commands::demo_app::DemoAppArgs),
 }
 
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Command::Reconcile(args) => commands::reconcile::run(args),
         Command::Status(args) => commands::status::run(args),
         Command::History(args) => commands::history::run(args),
+        Command::Rollout(args) => commands::rollout::run(args),
         Command::DemoApp(args) => commands::demo_app::run(args),
     };
     match result {

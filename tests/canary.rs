@@ -137,8 +137,11 @@ fn reconciler(repo: &Path, control: SocketAddr) -> Killed {
 }
 
 fn mesh(canary_error_rate: &str, canary_latency: &str, extra_gates: &str) -> Mesh {
-    let repo = policy_repo(extra_gates);
+    mesh_from(policy_repo(extra_gates), canary_error_rate, canary_latency)
+}
 
+/// The mesh of [`mesh`] on a policy repo made by the caller.
+fn mesh_from(repo: tempfile::TempDir, canary_error_rate: &str, canary_latency: &str) -> Mesh {
     let control = free_port();
     let control_url = format!("http://{control}");
     let (v1, v2) = (free_port().to_string(), free_port().to_string());
@@ -426,4 +429,84 @@ fn no_traffic_holds_and_records_the_hold_once() {
         "{log:#?}"
     );
     assert!(!log.iter().any(|s| s.contains("50% → 100%")), "{log:#?}");
+}
+
+/// Runs `gitmesh rollout ACTION api-v2 --repo REPO EXTRA…`, which must succeed.
+fn rollout(repo: &Path, action: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "rollout",
+        action,
+        "api-v2",
+        "--repo",
+        repo.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = gitmesh(repo, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// `paused: true` (committed by `gitmesh rollout pause`) holds the canary
+/// at its step while the gates pass; `gitmesh rollout resume` lets it go on
+/// to 100%. By default the command writes to a new branch for a PR.
+#[test]
+fn pause_holds_at_the_step_and_resume_continues() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = policy_repo("");
+    let main = git(repo.path(), &["rev-parse", "main"]);
+    let out = rollout(repo.path(), "pause", &[]);
+    assert!(out.contains("open a pull request to main"), "{out}");
+    assert_eq!(git(repo.path(), &["rev-parse", "main"]), main, "main moved");
+    let branch = format!("gitmesh/rollout-pause-api-v2-{}", &main.trim()[..7]);
+    let on_branch = git(repo.path(), &["show", &format!("{branch}:mesh.yaml")]);
+    assert!(on_branch.contains("  paused: true\n"), "{on_branch}");
+    // Merged (here: committed straight to main).
+    let out = rollout(repo.path(), "pause", &["--direct"]);
+    assert!(out.contains("to main"), "{out}");
+    let numstat = git(repo.path(), &["diff", "--numstat", "main~1", "main"]);
+    assert_eq!(numstat.trim(), "1\t0\tmesh.yaml");
+
+    let mesh = mesh_from(repo, "0", "20ms");
+    let repo = mesh.repo.path();
+    wait_for_step(repo, "api: canary v2 0% → 50% (promoted)");
+    wait_for_step(repo, "api: canary v2 held at 50%");
+    // Two more 2 s windows of healthy traffic: still held.
+    std::thread::sleep(Duration::from_millis(4_500));
+    let log = status_log(repo);
+    assert!(!log.iter().any(|s| s.contains("50% → 100%")), "{log:#?}");
+    let held = step_body(repo, "held at 50%");
+    assert!(held.contains("paused"), "{held}");
+
+    rollout(repo, "resume", &["--direct"]);
+    wait_for_step(repo, "api: canary v2 100% → 100% (complete)");
+    let log = git(repo, &["log", "--format=%B", "gitmesh/status"]);
+    assert!(log.contains("Gitmesh-Reason: resumed"), "{log}");
+}
+
+/// `gitmesh rollout abort` rolls the canary back at once, and the record
+/// says it was by hand.
+#[test]
+fn abort_rolls_back_to_stable_and_says_so() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = policy_repo("");
+    let control = free_port();
+    let web_app = TcpListener::bind("127.0.0.1:0").unwrap();
+    // No traffic: the canary holds at 50% until aborted.
+    let _processes = [
+        reconciler(repo.path(), control),
+        sidecar(
+            &format!("http://{control}"),
+            "web",
+            None,
+            &web_app.local_addr().unwrap().to_string(),
+            free_port(),
+        ),
+    ];
+    wait_for_step(repo.path(), "api: canary v2 0% → 50% (promoted)");
+    rollout(repo.path(), "abort", &["--direct"]);
+    wait_for_step(repo.path(), "api: canary v2 50% → 0% (rolled back)");
+    let body = step_body(repo.path(), "rolled back");
+    assert!(body.contains("Gitmesh-Reason: aborted by hand"), "{body}");
+    let state = git(repo.path(), &["show", "gitmesh/status:state.json"]);
+    assert!(state.contains("\"rolledBack\""), "{state}");
 }

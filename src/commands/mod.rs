@@ -7,6 +7,7 @@ pub mod lint;
 pub mod plan;
 pub mod proxy;
 pub mod reconcile;
+pub mod rollout;
 pub mod schema;
 pub mod status;
 

@@ -7,6 +7,7 @@
 //! → [`evaluate`] (the gates: pass, fail or no data) → [`decide`] (the
 //! Rollout's state machine) → [`to_event`] (the status-branch record).
 
+mod control;
 mod engine;
 mod gates;
 mod histogram;
@@ -15,6 +16,7 @@ mod scrape;
 mod window;
 mod write_back;
 
+pub use self::control::{Control, ControlError, control_edit};
 pub use self::engine::{Action, CanaryState, CanaryStatus, Outcome, decide, spec_digest, start};
 pub use self::gates::{Gate, Verdict, evaluate};
 pub use self::histogram::{Bucket, Histogram, HistogramError};

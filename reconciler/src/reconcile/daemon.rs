@@ -78,8 +78,9 @@ pub struct Daemon {
     scrapes: Option<BTreeMap<String, Scrape>>,
     /// Versions compiled with the canaries' current weights, by commit.
     weighted: HashMap<String, (CanaryWeights, Snapshots)>,
-    /// Each canary's last decision (action, step), to record a hold once.
-    last_decision: HashMap<String, (canary::Action, u32)>,
+    /// Each canary's last decision (action, step, kind of reason), to
+    /// record a hold once per step and reason.
+    last_decision: HashMap<String, (canary::Action, u32, String)>,
 }
 
 /// One canary's analysis window: the proxies' pages at its start.
@@ -658,7 +659,13 @@ impl Daemon {
                 }
                 // A hold is recorded once per step: a canary waiting for
                 // traffic must not add a commit every window.
-                let key = (outcome.action, outcome.step);
+                let kind = outcome
+                    .reason
+                    .as_deref()
+                    .and_then(|r| r.split(':').next())
+                    .unwrap_or("")
+                    .to_string();
+                let key = (outcome.action, outcome.step, kind);
                 let repeat = outcome.action == canary::Action::Hold
                     && self.last_decision.get(&name) == Some(&key);
                 self.last_decision.insert(name.clone(), key);

@@ -38,6 +38,18 @@ pub struct Identity {
     pub email: String,
 }
 
+impl Identity {
+    /// The user's Git identity (`user.name`, `user.email`) as the
+    /// repository containing `path` sees it, if set.
+    pub fn from_git_config(path: &Path) -> Option<Identity> {
+        let sig = Repository::discover(path).ok()?.signature().ok()?;
+        Some(Identity {
+            name: sig.name().ok()?.to_string(),
+            email: sig.email().ok()?.to_string(),
+        })
+    }
+}
+
 impl Default for Identity {
     fn default() -> Self {
         Identity {
@@ -352,6 +364,16 @@ impl StatusLog {
                 tip(&repo, &ref_name)?.ok_or_else(|| RecordError::NoSuchBranch(branch.into()))?,
             ))),
         }
+    }
+
+    /// Creates branch `new` at the tip of branch `from` (for a change to be
+    /// merged by pull request). Refuses a `new` that exists.
+    pub fn branch_off(&self, new: &str, from: &str) -> Result<CommitId> {
+        let repo = self.repo()?;
+        let at = tip(&repo, &branch_ref(from)?)?
+            .ok_or_else(|| RecordError::NoSuchBranch(from.to_string()))?;
+        move_ref(&repo, &branch_ref(new)?, at, None, "gitmesh: branch")?;
+        Ok(CommitId(at))
     }
 
     /// Pushes `refspec` (`refs/heads/a:refs/heads/b`, or a branch name for
