@@ -38,6 +38,7 @@ enum Command {
     Status(commands::status::StatusArgs),
     History(commands::history::HistoryArgs),
     Rollout(commands::rollout::RolloutArgs),
+    Explain(commands::explain::ExplainArgs),
     DemoApp(commands::demo_app::DemoAppArgs),
 }
 
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::History(args) => commands::history::run(args),
         Command::Rollout(args) => commands::rollout::run(args),
+        Command::Explain(args) => commands::explain::run(args),
         Command::DemoApp(args) => commands::demo_app::run(args),
     };
     match result {

@@ -89,7 +89,10 @@ fn spawn(args: &[&str]) -> Killed {
 /// caller's sidecar, and traffic through it until the guard is dropped.
 struct Mesh {
     repo: tempfile::TempDir,
-    _processes: Vec<Killed>,
+    /// The reconciler first, then the apps and sidecars.
+    processes: Vec<Killed>,
+    /// Where the reconciler listens (a restarted one listens there too).
+    control: SocketAddr,
     _web_app: TcpListener,
     stop: Arc<AtomicBool>,
 }
@@ -196,7 +199,8 @@ fn mesh_from(repo: tempfile::TempDir, canary_error_rate: &str, canary_latency: &
     std::thread::spawn(move || traffic(web_outbound, &flag));
     Mesh {
         repo,
-        _processes: processes,
+        processes,
+        control,
         _web_app: web_app,
         stop,
     }
@@ -301,8 +305,9 @@ fn wait_for_step(repo: &Path, summary: &str) {
     while !has(repo, summary) {
         assert!(
             std::time::Instant::now() < deadline,
-            "no `{summary}` on the status branch:\n{:#?}",
-            status_log(repo)
+            "no `{summary}` on the status branch:\n{:#?}\n{}",
+            status_log(repo),
+            git(repo, &["log", "-8", "--format=%B", "gitmesh/status"])
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -385,6 +390,24 @@ fn a_canary_answering_20_percent_errors_is_rolled_back() {
     let body = step_body(repo, "rolled back");
     assert!(body.contains("Gitmesh-Decision: rollback"), "{body}");
     assert!(body.to_lowercase().contains("error rate"), "{body}");
+    // `explain` says why, from the commit: the failed gate with its numbers.
+    let out = gitmesh(repo, &["explain", "api-v2"]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("step 1/2: rolled back 50% → 0%"), "{text}");
+    assert!(text.contains("FAIL      canary error rate"), "{text}");
+    assert!(text.contains("why: gate error-rate failed"), "{text}");
+    // `history` shows the rollout as a timeline with its gates and numbers.
+    let out = gitmesh(repo, &["history"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("rollout api-v2 (api: stable v1, canary v2"),
+        "{text}"
+    );
+    assert!(text.contains("gates: "), "{text}");
+    assert!(text.contains("rollback"), "{text}");
+    let missing = gitmesh(repo, &["explain", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
 }
 
 #[test]
@@ -509,4 +532,53 @@ fn abort_rolls_back_to_stable_and_says_so() {
     assert!(body.contains("Gitmesh-Reason: aborted by hand"), "{body}");
     let state = git(repo.path(), &["show", "gitmesh/status:state.json"]);
     assert!(state.contains("\"rolledBack\""), "{state}");
+}
+
+/// A reconciler killed mid-rollout and started again continues from the
+/// step it recorded last: no step repeated, none skipped.
+#[test]
+fn a_restarted_reconciler_resumes_at_the_recorded_step() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("mesh.yaml"),
+        MESH.replace("steps: [50, 100]", "steps: [20, 50, 100]"),
+    )
+    .unwrap();
+    git(repo.path(), &["init", "-q", "-b", "main"]);
+    git(repo.path(), &["add", "-A"]);
+    git(
+        repo.path(),
+        &["commit", "-qm", "api with a v2 canary in three steps"],
+    );
+    let mut mesh = mesh_from(repo, "0", "20ms");
+    let repo = mesh.repo.path().to_path_buf();
+    wait_for_step(&repo, "api: canary v2 20% → 50% (promoted)");
+    // SIGKILL: no chance to write anything more.
+    drop(mesh.processes.remove(0));
+    let recorded = status_log(&repo).len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(status_log(&repo).len(), recorded, "a dead reconciler wrote");
+    mesh.processes.push(reconciler(&repo, mesh.control));
+    wait_for_step(&repo, "api: canary v2 100% → 100% (complete)");
+    let canary: Vec<String> = status_log(&repo)
+        .into_iter()
+        .rev()
+        .filter(|s| s.starts_with("api: canary") && !s.contains(" held at "))
+        .collect();
+    eprintln!(
+        "{}",
+        git(&repo, &["log", "--format=%ci %B", "gitmesh/status"])
+    );
+    assert_eq!(
+        canary,
+        [
+            "api: canary v2 0% → 20% (promoted)",
+            "api: canary v2 20% → 50% (promoted)",
+            "api: canary v2 50% → 100% (promoted)",
+            "api: canary v2 100% → 100% (complete)",
+        ],
+        "{}",
+        git(&repo, &["log", "--format=%B", "gitmesh/status"])
+    );
 }

@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod demo_app;
+pub mod explain;
 pub mod history;
 pub mod lint;
 pub mod plan;
