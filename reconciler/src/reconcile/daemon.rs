@@ -75,7 +75,7 @@ pub struct Daemon {
     /// restart a window starts afresh).
     windows: HashMap<String, Window>,
     /// Proxy metrics read for this pass, when a window needed them.
-    scrapes: Option<BTreeMap<String, Scrape>>,
+    scrapes: Option<super::scrape::Scrapes>,
     /// Versions compiled with the canaries' current weights, by commit.
     weighted: HashMap<String, (CanaryWeights, Snapshots)>,
     /// Each canary's last decision (action, step, kind of reason), to
@@ -611,6 +611,29 @@ impl Daemon {
             .map_or(0, |d| d.as_millis() as u64);
         for (name, spec) in rollouts {
             let Some(state) = self.state.canaries.get(&name).cloned() else {
+                if let Some(why) = self.empty_subset(&source, &spec)
+                    && !spec.abort
+                {
+                    // Not started: no traffic moves to a subset that
+                    // cannot take it. Recorded once.
+                    let key = (canary::Action::Hold, 0, why.clone());
+                    if self.last_decision.get(&name) != Some(&key) {
+                        self.last_decision.insert(name.clone(), key);
+                        let (_, mut outcome) = canary::start(&name, &spec, wall_ms);
+                        outcome.action = canary::Action::Hold;
+                        outcome.to_weight = 0;
+                        outcome.reason = Some(format!("not started: {why}"));
+                        self.pending.push(canary::to_event(
+                            &source,
+                            &spec,
+                            &outcome,
+                            &Stats::default(),
+                            &Stats::default(),
+                            0,
+                        ));
+                    }
+                    continue;
+                }
                 let (state, outcome) = canary::start(&name, &spec, wall_ms);
                 tracing::info!(rollout = %name, weight = state.weight, "canary starts");
                 self.pending.push(canary::to_event(
@@ -627,7 +650,8 @@ impl Daemon {
             let (mut stable, mut canary_stats, mut window_ms) =
                 (Stats::default(), Stats::default(), 0);
             let mut verdict = None;
-            if let Some(scrapes) = &self.scrapes {
+            let empty = self.empty_subset(&source, &spec);
+            if let Some(scrapes) = self.scrapes.as_ref().map(|s| &s.pages) {
                 let window = self.windows.entry(name.clone()).or_insert(Window {
                     started: now,
                     baseline: None,
@@ -642,13 +666,28 @@ impl Daemon {
                         stable = window_stats(base, scrapes, &spec.service, &spec.stable_subset);
                         canary_stats =
                             window_stats(base, scrapes, &spec.service, &spec.canary_subset);
-                        verdict = Some(canary::evaluate(&stable, &canary_stats, &spec.analysis));
+                        let unreadable = self
+                            .scrapes
+                            .as_ref()
+                            .map(|s| s.unreadable.clone())
+                            .unwrap_or_default();
+                        verdict = Some(canary::with_unreadable(
+                            canary::evaluate(&stable, &canary_stats, &spec.analysis),
+                            &unreadable,
+                        ));
                         window_ms = elapsed.as_millis() as u64;
                         window.baseline = Some(scrapes.clone());
                         window.started = now;
                     }
                     Some(_) => {}
                 }
+            }
+            // A subset without instances gives no evidence worth the name:
+            // whatever the window says, hold (never promote).
+            if let (Some(why), Some(_)) = (&empty, &verdict) {
+                verdict = Some(canary::Verdict::NoData {
+                    reason: why.clone(),
+                });
             }
             let (next, outcome) = canary::decide(&state, &spec, verdict.as_ref(), wall_ms);
             if let Some(outcome) = outcome {
@@ -690,6 +729,59 @@ impl Daemon {
             }
             self.state.canaries.insert(name, next);
         }
+    }
+
+    /// Why a Rollout cannot be judged now: its stable or canary subset has
+    /// no registered instance (`None` when both have one).
+    fn empty_subset(&self, source: &str, spec: &RolloutSpec) -> Option<String> {
+        let policies = self.versions.get(source)?.policies.clone();
+        let service = policies
+            .services
+            .iter()
+            .find(|s| s.value.metadata.name == spec.service)?;
+        let proxies = self.registry.snapshot();
+        let mut missing = Vec::new();
+        for name in [&spec.stable_subset, &spec.canary_subset] {
+            let Some(subset) = service.value.spec.subsets.iter().find(|s| &s.name == name) else {
+                missing.push(format!("subset {name} of {} is not defined", spec.service));
+                continue;
+            };
+            let instances = proxies
+                .iter()
+                .filter(|p| {
+                    p.service == spec.service
+                        && subset
+                            .labels
+                            .iter()
+                            .all(|(k, v)| p.labels.get(k) == Some(v))
+                })
+                .count()
+                + service
+                    .value
+                    .spec
+                    .endpoints
+                    .iter()
+                    .filter(|e| {
+                        subset
+                            .labels
+                            .iter()
+                            .all(|(k, v)| e.labels.get(k) == Some(v))
+                    })
+                    .count();
+            if instances == 0 {
+                let labels: Vec<String> = subset
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                missing.push(format!(
+                    "subset {name} of {} has no instances ({})",
+                    spec.service,
+                    labels.join(",")
+                ));
+            }
+        }
+        (!missing.is_empty()).then(|| missing.join("; "))
     }
 
     /// Writes a completed Rollout's final weights into its route file on
