@@ -39,6 +39,8 @@ enum Command {
     Status(commands::status::StatusArgs),
     History(commands::history::HistoryArgs),
     Demo(commands::demo::DemoArgs),
+    Rollout(commands::rollout::RolloutArgs),
+    Explain(commands::explain::ExplainArgs),
     DemoApp(commands::demo_app::DemoAppArgs),
 }
 
@@ -55,6 +57,8 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::History(args) => commands::history::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Rollout(args) => commands::rollout::run(args),
+        Command::Explain(args) => commands::explain::run(args),
         Command::DemoApp(args) => commands::demo_app::run(args),
     };
     match result {

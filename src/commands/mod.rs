@@ -3,11 +3,13 @@
 pub mod compile;
 pub mod demo;
 pub mod demo_app;
+pub mod explain;
 pub mod history;
 pub mod lint;
 pub mod plan;
 pub mod proxy;
 pub mod reconcile;
+pub mod rollout;
 pub mod schema;
 pub mod status;
 

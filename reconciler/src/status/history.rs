@@ -147,6 +147,12 @@ fn single(out: &mut String, entry: &HistoryEntry) {
                 let _ = writeln!(out, "{INDENT}kept: {}", short(kept));
             }
         }
+        StatusEvent::WriteBack { path, refused, .. } => {
+            let _ = writeln!(out, "{INDENT}file: {path}");
+            if let Some(why) = refused {
+                let _ = writeln!(out, "{INDENT}why: {why}");
+            }
+        }
         StatusEvent::Superseded { .. } | StatusEvent::CanaryStep(_) => {}
     }
 }
@@ -230,7 +236,7 @@ fn numbers(e: &Evidence) -> String {
 }
 
 /// `2026-11-25 11:02:03Z` for seconds since the Unix epoch.
-fn utc(secs: i64) -> String {
+pub(super) fn utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
