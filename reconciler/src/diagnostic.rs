@@ -114,6 +114,11 @@ codes! {
     /// Route weights between a Rollout's stable and canary subsets: the
     /// Rollout sets them as it progresses, so what the route says is ignored.
     WeightsOwnedByRollout = "GM3015", Warning, "weights owned by a Rollout";
+    /// An intention permission requires JWT claims on a Service without `jwt`.
+    ClaimsWithoutJwt = "GM3016", Error, "claims without JWT";
+    /// A JWT provider without exactly one key source, with a plain-http
+    /// JWKS URL, or with an empty or repeated issuer.
+    BadJwtProvider = "GM3017", Error, "bad JWT provider";
 }
 
 impl fmt::Display for Code {
