@@ -19,7 +19,8 @@ use tokio::time::Instant;
 
 use gitmesh_proxy_config::JwksSource;
 
-/// The shortest time between two fetches of one provider's keys.
+/// The shortest time between two fetches of one provider's keys (or the
+/// refresh interval, when shorter).
 pub const MIN_REFETCH: Duration = Duration::from_secs(5);
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
 
@@ -94,9 +95,10 @@ impl JwksCache {
             })
         };
         let satisfied = fresh && state.keys.as_deref().is_some_and(has_kid);
+        let min_gap = MIN_REFETCH.min(self.source.refresh.to_std());
         let may_fetch = state
             .attempted
-            .is_none_or(|t| now.duration_since(t) >= MIN_REFETCH);
+            .is_none_or(|t| now.duration_since(t) >= min_gap);
         if !satisfied && may_fetch {
             state.attempted = Some(now);
             match self.fetch().await {
