@@ -119,6 +119,9 @@ codes! {
     /// A JWT provider without exactly one key source, with a plain-http
     /// JWKS URL, or with an empty or repeated issuer.
     BadJwtProvider = "GM3017", Error, "bad JWT provider";
+    /// An intention names a source service, but mTLS is disabled for the
+    /// destination: callers carry no identity, so the rule never matches.
+    SourceWithoutIdentity = "GM3018", Warning, "intention source without identity";
 }
 
 impl fmt::Display for Code {

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gitmesh_proxy_config::{Action, PathMatchType, ValueMatchType};
+use gitmesh_proxy_config::{Action, MtlsMode, PathMatchType, ValueMatchType};
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::index::Index;
@@ -28,6 +28,7 @@ pub fn check(set: &PolicySet) -> Vec<Diagnostic> {
     intentions(ix, &mut out);
     jwt_providers(ix, &mut out);
     claims_without_jwt(ix, &mut out);
+    sources_without_identity(ix, &mut out);
     denied_upstreams(ix, &mut out);
     rollout_owned_weights(ix, &mut out);
     out
@@ -1059,6 +1060,43 @@ fn claims_without_jwt(ix: &Index, out: &mut Vec<Diagnostic>) {
                         .with_hint(format!("add `jwt.providers` to Service `{destination}`, or drop `claims`")),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// GM3018: with mTLS disabled for the destination, callers carry no
+/// identity, so a rule naming a source service never matches (only `*`
+/// rules and the default apply).
+fn sources_without_identity(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let mesh_mode = ix
+        .set
+        .meshes
+        .first()
+        .map_or(MtlsMode::default(), |m| m.value.spec.mtls.mode);
+    for it in &ix.set.intentions {
+        let destination = &it.value.spec.destination;
+        let mode = ix
+            .service(destination)
+            .and_then(|s| s.value.spec.mtls)
+            .unwrap_or(mesh_mode);
+        if mode != MtlsMode::Disabled {
+            continue;
+        }
+        for (i, source) in it.value.spec.sources.iter().enumerate() {
+            if source.name != "*" {
+                out.push(
+                    diag(
+                        it,
+                        Code::SourceWithoutIdentity,
+                        &format!("/spec/sources/{i}/name"),
+                        format!(
+                            "mTLS is disabled for `{destination}`: callers carry no identity, so the rule for `{}` never matches",
+                            source.name
+                        ),
+                    )
+                    .with_hint("enable mTLS (`permissive` or `strict`), or write the rule for `*`"),
+                );
             }
         }
     }
