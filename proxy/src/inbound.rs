@@ -12,6 +12,7 @@
 //! Every refusal names its reason in `x-gitmesh-error` and counts in
 //! `gitmesh_errors_total{direction="inbound",reason=…}`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
@@ -163,12 +164,15 @@ async fn admit(
     snapshot: &Snapshot,
     mut req: Request<Incoming>,
 ) -> Result<Request<Incoming>, Refusal> {
-    let normalized = path::normalize(req.uri().path())
-        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.reason()))?;
-    if normalized != req.uri().path() {
+    let rewritten = match path::normalize(req.uri().path()) {
+        Ok(Cow::Borrowed(_)) => None,
+        Ok(Cow::Owned(p)) => Some(p),
+        Err(e) => return Err(Refusal::new(StatusCode::BAD_REQUEST, e.reason())),
+    };
+    if let Some(normalized) = rewritten {
         let path_and_query = match req.uri().query() {
             Some(q) => format!("{normalized}?{q}"),
-            None => normalized.clone(),
+            None => normalized,
         };
         let mut parts = req.uri().clone().into_parts();
         parts.path_and_query = Some(
@@ -189,7 +193,8 @@ async fn admit(
     let decision = snapshot.authorizer.decide(&AuthzRequest {
         peer: req.extensions().get::<PeerIdentity>(),
         method: req.method(),
-        path: &normalized,
+        // Normalized by now.
+        path: req.uri().path(),
         headers: req.headers(),
         claims: claims.as_ref(),
     });
