@@ -20,7 +20,10 @@ const MESH: &str = "apiVersion: gitmesh.dev/v1alpha1
 kind: Mesh
 metadata: {name: canary-test}
 spec:
+  # No mTLS here, so callers carry no identity: only `*` intentions and
+  # the default apply on the inbound side (docs/authorization.md).
   mtls: {mode: disabled}
+  defaultIntention: allow
   rollout:
     waves: [{percent: 100}]
     minHealthyTime: 200ms

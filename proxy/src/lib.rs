@@ -9,6 +9,7 @@
 //! under a reconciler.
 
 mod admin;
+mod authz;
 mod balance;
 mod body;
 mod breaker;

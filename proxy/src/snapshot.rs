@@ -19,6 +19,7 @@ use gitmesh_proxy_config::{
     Upstream,
 };
 
+use crate::authz::{Authorizer, JwtAuthenticator};
 use crate::balance::Balancer;
 use crate::breaker::Breaker;
 use crate::connect::{ClientKey, UpstreamClient};
@@ -43,6 +44,11 @@ pub struct Snapshot {
     pub inbound_metrics: TrafficMetrics,
     /// Whole-service pools to probe, with their checks.
     pub health_checks: Vec<(Arc<Pool>, HealthCheck)>,
+    /// Intentions, compiled.
+    pub authorizer: Authorizer,
+    /// JWT authentication; its key caches survive config swaps that keep
+    /// the same JWT settings.
+    pub jwt: Option<Arc<JwtAuthenticator>>,
 }
 
 #[derive(Debug)]
@@ -114,6 +120,22 @@ impl Snapshot {
                 health_checks.push((pool, check.clone()));
             }
         }
+        let authorizer =
+            match Authorizer::compile(&config.mesh.trust_domain, &config.inbound.authorization) {
+                Ok(a) => Some(a),
+                Err(problems) => {
+                    for (at, message) in problems {
+                        c.problem(at, message);
+                    }
+                    None
+                }
+            };
+        let jwt = config.inbound.jwt.as_ref().map(|settings| {
+            match previous.and_then(|p| p.jwt.as_ref()) {
+                Some(old) if old.config() == settings => old.clone(),
+                _ => Arc::new(JwtAuthenticator::new(settings.clone())),
+            }
+        });
         if !c.problems.is_empty() {
             return Err(InvalidConfig {
                 problems: c.problems,
@@ -138,6 +160,8 @@ impl Snapshot {
             upstreams,
             inbound_metrics,
             health_checks,
+            authorizer: authorizer.expect("no problems, so it compiled"),
+            jwt,
         })
     }
 
