@@ -33,6 +33,7 @@ impl Inbound {
             UpstreamClient::new(ClientKey {
                 http2,
                 connect_timeout: Some(std::time::Duration::from_secs(5)),
+                tls: None,
             })
         };
         Inbound {

@@ -26,6 +26,7 @@ mod inbound;
 mod listener;
 mod metrics;
 mod mirror;
+pub mod mtls;
 mod outbound;
 mod outlier;
 pub mod peer;
