@@ -13,8 +13,12 @@ use tokio::time::Instant;
 use crate::body::ProxyBody;
 use crate::connect::{ClientKey, IdleConns, SendError, UpstreamClient};
 use crate::metrics::Metrics;
+use crate::peer::PeerIdentity;
 use crate::respond;
 use crate::swap::ConfigStore;
+
+/// Tells the local app who called (mTLS only); removed from what callers send.
+pub const PEER_IDENTITY_HEADER: &str = "x-gitmesh-peer-identity";
 
 #[derive(Debug)]
 pub struct Inbound {
@@ -80,6 +84,13 @@ impl Inbound {
         uri.path_and_query = parts.uri.path_and_query().cloned();
         parts.uri = Uri::from_parts(uri).map_err(|_| (StatusCode::BAD_REQUEST, "bad-uri"))?;
         respond::strip_hop_by_hop(&mut parts.headers);
+        // The caller's verified identity for the app; never the caller's own claim.
+        parts.headers.remove(PEER_IDENTITY_HEADER);
+        if let Some(peer) = parts.extensions.get::<PeerIdentity>()
+            && let Ok(v) = http::HeaderValue::from_str(peer.spiffe_id())
+        {
+            parts.headers.insert(PEER_IDENTITY_HEADER, v);
+        }
         let client = if http2 { &self.http2 } else { &self.http1 };
         let req = Request::from_parts(parts, ProxyBody::Streaming(body));
         match client.send(app, &self.app_conns, req).await {
