@@ -18,6 +18,7 @@ mod clock;
 mod connect;
 pub mod control;
 mod endpoint;
+mod enroll;
 mod error;
 mod fault;
 mod forward;
@@ -41,6 +42,7 @@ mod state;
 mod swap;
 
 pub use self::cli::{LogFormat, ProxyArgs, run};
+pub use self::enroll::{EnrollError, Enrollment};
 pub use self::error::ProxyError;
 pub use self::listener::ListenerLimits;
 pub use self::proxy::{Proxy, ProxySettings, RunningProxy};

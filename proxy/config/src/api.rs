@@ -112,3 +112,24 @@ impl ConfigUpdate {
         self.digest == self.config.digest()
     }
 }
+
+/// `POST /v1/certificates` (with `Authorization: Bearer <bootstrap token>`):
+/// a sidecar asks the mesh CA for its identity. The key stays with the
+/// sidecar; only the CSR travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateSigningRequest {
+    pub service: String,
+    /// PEM `CERTIFICATE REQUEST` whose only SAN is the service's SPIFFE ID.
+    pub csr: String,
+}
+
+/// The mesh CA's answer to a [`CertificateSigningRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuedCertificate {
+    /// PEM certificate (the leaf; the root is in `caBundle`).
+    pub certificate: String,
+    /// PEM root(s) of the mesh CA.
+    pub ca_bundle: String,
+}
