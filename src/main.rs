@@ -38,6 +38,7 @@ enum Command {
     Status(commands::status::StatusArgs),
     History(commands::history::HistoryArgs),
     DemoApp(commands::demo_app::DemoAppArgs),
+    Ca(commands::ca::CaArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::History(args) => commands::history::run(args),
         Command::DemoApp(args) => commands::demo_app::run(args),
+        Command::Ca(args) => commands::ca::run(args),
     };
     match result {
         Ok(code) => code,

@@ -203,3 +203,143 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
         "{metrics}"
     );
 }
+
+fn static_sidecar(
+    dir: &Path,
+    service: &str,
+    upstream: Option<SocketAddr>,
+    app: Option<SocketAddr>,
+) -> Sidecar {
+    let (outbound, inbound, admin) = (free_port(), free_port(), free_port());
+    let upstreams = match upstream {
+        Some(addr) => {
+            serde_json::json!([{"name": "details", "endpoints": [{"address": addr.to_string()}]}])
+        }
+        None => serde_json::json!([]),
+    };
+    let config = serde_json::json!({
+        "version": "static",
+        "service": service,
+        "mesh": {"trustDomain": "static.test", "mtls": "strict"},
+        "upstreams": upstreams,
+    });
+    let file = dir.join(format!("{service}.json"));
+    std::fs::write(&file, config.to_string()).unwrap();
+    let certs = dir.join(service);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitmesh"));
+    cmd.args(["proxy", "--config", file.to_str().unwrap()])
+        .args(["--tls-cert", certs.join("cert.pem").to_str().unwrap()])
+        .args(["--tls-key", certs.join("key.pem").to_str().unwrap()])
+        .args(["--ca-bundle", dir.join("ca/ca.pem").to_str().unwrap()])
+        .args(["--outbound", &outbound.to_string()])
+        .args(["--inbound", &inbound.to_string()])
+        .args(["--admin", &admin.to_string()]);
+    if let Some(app) = app {
+        cmd.args(["--app", &app.to_string()]);
+    }
+    Sidecar {
+        _process: Killed(cmd.stdout(Stdio::null()).stderr(logs()).spawn().unwrap()),
+        outbound,
+        inbound,
+        admin,
+    }
+}
+
+#[test]
+fn gitmesh_ca_makes_certificates_for_static_sidecars() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca_dir = d.join("ca");
+    let run = |args: &[&str]| {
+        let out = gitmesh(d, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    run(&[
+        "ca",
+        "init",
+        "--dir",
+        ca_dir.to_str().unwrap(),
+        "--trust-domain",
+        "static.test",
+    ]);
+    for service in ["details", "productpage"] {
+        let out = d.join(service);
+        let printed = run(&[
+            "ca",
+            "issue",
+            "--dir",
+            ca_dir.to_str().unwrap(),
+            "--trust-domain",
+            "static.test",
+            "--service",
+            service,
+            "--lifetime",
+            "1h",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            printed.contains(&format!("spiffe://static.test/svc/{service}")),
+            "{printed}"
+        );
+    }
+    let refused = gitmesh(
+        d,
+        &[
+            "ca",
+            "issue",
+            "--dir",
+            ca_dir.to_str().unwrap(),
+            "--service",
+            "Bad/Name",
+            "--out",
+            "x",
+        ],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not a valid service name"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let app = identity_app();
+    let details = static_sidecar(d, "details", None, Some(app));
+    wait_for("details listening", || {
+        get(details.admin, "/ready", "admin").is_some()
+    });
+    let page = static_sidecar(d, "productpage", Some(details.inbound), None);
+    wait_for(
+        "productpage reaching details over mTLS",
+        || matches!(get(page.outbound, "/", "details"), Some((200, body)) if body == "spiffe://static.test/svc/productpage"),
+    );
+    assert_eq!(get(details.inbound, "/", "details").map(|r| r.0), Some(403));
+
+    // A key that does not match the certificate is refused at start, with the reason.
+    std::fs::copy(d.join("details/key.pem"), d.join("productpage/key.pem")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+        .args([
+            "proxy",
+            "--config",
+            d.join("productpage.json").to_str().unwrap(),
+        ])
+        .args([
+            "--tls-cert",
+            d.join("productpage/cert.pem").to_str().unwrap(),
+        ])
+        .args(["--tls-key", d.join("productpage/key.pem").to_str().unwrap()])
+        .args(["--ca-bundle", ca_dir.join("ca.pem").to_str().unwrap()])
+        .args([
+            "--outbound",
+            "127.0.0.1:0",
+            "--inbound",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
+}
