@@ -8,6 +8,7 @@
 //! | GET    | `/v1/proxies/{id}/config?known=D&wait=30s` | → 200 [`ConfigUpdate`], or 304 when the assigned config is still `D` after `wait` (long poll) |
 //! | POST   | `/v1/proxies/{id}/ack`            | [`Ack`] → 204                          |
 //! | POST   | `/v1/proxies/{id}/heartbeat`      | [`Heartbeat`] → 204                    |
+//! | POST   | `/v1/certificates` (bearer bootstrap token) | [`CertificateSigningRequest`] → [`IssuedCertificate`]; 401 wrong token, 400 refused CSR |
 //!
 //! An unknown `id` (the reconciler restarted and forgot it) answers 404:
 //! the proxy registers again with the same `id`, keeping its config.
