@@ -42,6 +42,7 @@ enum Command {
     Rollout(commands::rollout::RolloutArgs),
     Explain(commands::explain::ExplainArgs),
     DemoApp(commands::demo_app::DemoAppArgs),
+    Ca(commands::ca::CaArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         Command::Rollout(args) => commands::rollout::run(args),
         Command::Explain(args) => commands::explain::run(args),
         Command::DemoApp(args) => commands::demo_app::run(args),
+        Command::Ca(args) => commands::ca::run(args),
     };
     match result {
         Ok(code) => code,

@@ -31,6 +31,9 @@ use crate::respond;
 use crate::snapshot::Snapshot;
 use crate::swap::ConfigStore;
 
+/// Tells the local app who called (mTLS only); removed from what callers send.
+pub const PEER_IDENTITY_HEADER: &str = "x-gitmesh-peer-identity";
+
 #[derive(Debug)]
 pub struct Inbound {
     store: Arc<ConfigStore>,
@@ -48,6 +51,7 @@ impl Inbound {
             UpstreamClient::new(ClientKey {
                 http2,
                 connect_timeout: Some(std::time::Duration::from_secs(5)),
+                tls: None,
             })
         };
         Inbound {
@@ -99,6 +103,13 @@ impl Inbound {
         uri.path_and_query = parts.uri.path_and_query().cloned();
         parts.uri = Uri::from_parts(uri).map_err(|_| (StatusCode::BAD_REQUEST, "bad-uri"))?;
         respond::strip_hop_by_hop(&mut parts.headers);
+        // The caller's verified identity for the app; never the caller's own claim.
+        parts.headers.remove(PEER_IDENTITY_HEADER);
+        if let Some(peer) = parts.extensions.get::<PeerIdentity>()
+            && let Ok(v) = http::HeaderValue::from_str(peer.spiffe_id())
+        {
+            parts.headers.insert(PEER_IDENTITY_HEADER, v);
+        }
         let client = if http2 { &self.http2 } else { &self.http1 };
         let req = Request::from_parts(parts, ProxyBody::Streaming(body));
         match client.send(app, &self.app_conns, req).await {

@@ -15,8 +15,8 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use gitmesh_proxy_config::{
-    Filter, HealthCheck, InvalidConfig, Problem, Protocol, ProxyConfig, Redirect, RouteRule,
-    Upstream,
+    Filter, HealthCheck, InvalidConfig, MtlsMode, Problem, Protocol, ProxyConfig, Redirect,
+    RouteRule, Upstream,
 };
 
 use crate::authz::{Authorizer, JwtAuthenticator};
@@ -26,6 +26,7 @@ use crate::connect::{ClientKey, UpstreamClient};
 use crate::endpoint::EndpointState;
 use crate::fault::FaultPlan;
 use crate::metrics::{Metrics, TrafficMetrics};
+use crate::mtls::{MeshTls, UpstreamTls};
 use crate::outlier::OutlierPolicy;
 use crate::pool::{Pool, UpstreamService};
 use crate::retry::RetryPlan;
@@ -80,6 +81,7 @@ struct Compiler<'a> {
     config: &'a ProxyConfig,
     metrics: &'a Metrics,
     previous: Option<&'a Snapshot>,
+    tls: Option<&'a Arc<MeshTls>>,
     problems: Vec<Problem>,
     upstreams: HashMap<String, Arc<UpstreamService>>,
     pools: HashMap<(String, Option<String>), Arc<Pool>>,
@@ -92,11 +94,13 @@ impl Snapshot {
         config: ProxyConfig,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
+        tls: Option<&Arc<MeshTls>>,
     ) -> Result<Snapshot, InvalidConfig> {
         let mut c = Compiler {
             config: &config,
             metrics,
             previous,
+            tls,
             problems: Vec::new(),
             upstreams: HashMap::new(),
             pools: HashMap::new(),
@@ -171,6 +175,16 @@ impl Snapshot {
 }
 
 impl Compiler<'_> {
+    /// mTLS to `u`'s sidecars when this proxy has an identity and neither
+    /// the mesh nor the upstream service turned mTLS off.
+    fn upstream_tls(&self, u: &Upstream) -> Option<UpstreamTls> {
+        let mode = u.mtls.unwrap_or(self.config.mesh.mtls);
+        if mode == MtlsMode::Disabled {
+            return None;
+        }
+        self.tls.and_then(|t| t.upstream(&u.name))
+    }
+
     fn problem(&mut self, at: String, message: impl Into<String>) {
         self.problems.push(Problem {
             at,
@@ -184,6 +198,7 @@ impl Compiler<'_> {
         let key = ClientKey {
             http2: matches!(u.protocol, Protocol::Http2 | Protocol::Grpc),
             connect_timeout: u.timeouts.connect.map(|d| d.to_std()),
+            tls: self.upstream_tls(u),
         };
         let (client, in_flight) = match previous {
             Some(p) if p.client.key == key => (p.client.clone(), p.in_flight.clone()),

@@ -162,6 +162,7 @@ fn upstream(ix: &Index, name: &str, svc: &Service, canary: &CanaryWeights) -> Up
     Upstream {
         name: name.to_string(),
         protocol: spec.protocol,
+        mtls: spec.mtls,
         load_balancer: spec.load_balancer.clone(),
         endpoints,
         subsets,

@@ -1,5 +1,6 @@
 //! One module per subcommand: parse arguments, call the library, print.
 
+pub mod ca;
 pub mod compile;
 pub mod demo;
 pub mod demo_app;

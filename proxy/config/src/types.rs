@@ -212,6 +212,10 @@ pub struct Upstream {
     pub name: String,
     #[serde(default)]
     pub protocol: Protocol,
+    /// The upstream service's own mTLS mode when it overrides the mesh's
+    /// (`disabled`: callers reach it in plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsMode>,
     #[serde(default)]
     pub load_balancer: LoadBalancer,
     /// Instances of the service. Each belongs to at most one subset.
