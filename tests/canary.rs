@@ -170,12 +170,46 @@ fn mesh_from(
     canary_latency: &str,
     traffic_on: bool,
 ) -> Mesh {
+    mesh_with(repo, canary_error_rate, canary_latency, traffic_on, false)
+}
+
+/// [`mesh_from`], with the reconciler in remote mode when `remote`: it
+/// mirrors a bare clone of the repo (`<repo>/.remote.git`, where the status
+/// branch and any write-back are pushed) into `<repo>/.data`.
+fn mesh_with(
+    repo: tempfile::TempDir,
+    canary_error_rate: &str,
+    canary_latency: &str,
+    traffic_on: bool,
+    remote: bool,
+) -> Mesh {
     let control = free_port();
     let control_url = format!("http://{control}");
     let (v1, v2) = (free_port().to_string(), free_port().to_string());
     let web_app = TcpListener::bind("127.0.0.1:0").unwrap();
     let web_outbound = free_port();
-    let mut processes = vec![reconciler(repo.path(), control)];
+    let mut processes = vec![if remote {
+        let bare = repo.path().join(".remote.git");
+        git(
+            repo.path(),
+            &["clone", "-q", "--bare", ".", bare.to_str().unwrap()],
+        );
+        spawn(&[
+            "reconcile",
+            "--remote",
+            bare.to_str().unwrap(),
+            "--data-dir",
+            repo.path().join(".data").to_str().unwrap(),
+            "--poll",
+            "300ms",
+            "--listen",
+            &control.to_string(),
+            "--heartbeat",
+            "300ms",
+        ])
+    } else {
+        reconciler(repo.path(), control)
+    }];
     processes.push(spawn(&[
         "demo-app",
         "--listen",
@@ -614,4 +648,28 @@ fn a_restarted_reconciler_resumes_at_the_recorded_step() {
         "{}",
         git(&repo, &["log", "--format=%B", "gitmesh/status"])
     );
+}
+
+/// Remote mode: the final weights are committed in the mirror and pushed to
+/// the remote's watched branch (without force), next to the status branch.
+#[test]
+fn in_remote_mode_the_write_back_is_pushed() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mesh = mesh_with(policy_repo_of(&tolerant()), "0", "20ms", true, true);
+    let bare = mesh.repo.path().join(".remote.git");
+    let before = git(&bare, &["rev-parse", "main"]);
+    wait_for_step(&bare, "api: final weights written back to main");
+    let route = git(&bare, &["show", "main:mesh.yaml"]);
+    assert!(
+        route.contains("{name: api, subset: v1, weight: 0}"),
+        "{route}"
+    );
+    assert!(
+        route.contains("{name: api, subset: v2, weight: 100}"),
+        "{route}"
+    );
+    // A fast-forward of what the remote had: one commit on top.
+    assert_eq!(git(&bare, &["rev-parse", "main~1"]), before);
+    let numstat = git(&bare, &["diff", "--numstat", "main~1", "main"]);
+    assert_eq!(numstat.trim(), "2\t2\tmesh.yaml");
 }

@@ -25,6 +25,11 @@ use tokio::sync::watch;
 /// unhealthy proxy or the progress deadline reverts the proxies already
 /// updated. Restarted, it resumes from what the status branch records.
 ///
+/// Canary Rollouts of the live version are promoted step by step while
+/// their metric gates pass (read from the callers' sidecars' /metrics), and
+/// a completed one's final weights are committed back to --branch (pushed
+/// without force in remote mode). See docs/canary.md.
+///
 /// It serves the proxy API, `GET /v1/status`, `GET /metrics` and, with a
 /// secret, `POST /v1/hooks/git` on --listen.
 ///

@@ -142,7 +142,7 @@ spec:
   parentRefs: [{name: api}]
   rules:
     - matches: [{path: {type: PathPrefix, value: /admin}}]
-      backendRefs: [{name: api, subset: v1}]   # admin stays on v1? no: driven too
+      backendRefs: [{name: api, subset: v1}]   # driven too: it sends to stable
     - backendRefs:
         - name: api
           subset: v1
@@ -166,7 +166,7 @@ spec:
     #[test]
     fn the_diff_is_the_weights_only() {
         let text = ROUTE.replace(
-            "      backendRefs: [{name: api, subset: v1}]   # admin stays on v1? no: driven too\n",
+            "      backendRefs: [{name: api, subset: v1}]   # driven too: it sends to stable\n",
             "      backendRefs: [{name: api, subset: v1, weight: 1}, {name: api, subset: v2, weight: 0}]\n",
         );
         let edits = weight_edits(&route(&text), &spec(), 100).unwrap();
@@ -207,10 +207,13 @@ spec:
         );
         let no_weight = ROUTE
             .replace(
-                "      backendRefs: [{name: api, subset: v1}]   # admin stays on v1? no: driven too\n",
+                "      backendRefs: [{name: api, subset: v1}]   # driven too: it sends to stable\n",
                 "",
             )
-            .replace("    - matches: [{path: {type: PathPrefix, value: /admin}}]\n", "")
+            .replace(
+                "    - matches: [{path: {type: PathPrefix, value: /admin}}]\n",
+                "",
+            )
             .replace("          weight: 90   # stable\n", "");
         let err = weight_edits(&route(&no_weight), &spec(), 100).unwrap_err();
         assert!(err.to_string().contains("no `weight` field"), "{err}");

@@ -845,6 +845,16 @@ impl Daemon {
                 spec.canary_subset,
                 short(source),
             );
+            if self.settings.push_to.is_some() {
+                // The mirror tracks the remote under refs/remotes/origin/:
+                // write on top of what the remote has.
+                self.log
+                    .reset_branch(
+                        &branch,
+                        &format!("refs/remotes/{}/{branch}", crate::watch::REMOTE),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
             let made = self
                 .log
                 .replace_desired(

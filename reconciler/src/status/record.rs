@@ -376,6 +376,18 @@ impl StatusLog {
         Ok(CommitId(at))
     }
 
+    /// Points the local branch `branch` at the commit `target` (a full ref
+    /// name, e.g. a remote-tracking ref) whatever it pointed at before. For
+    /// a mirror whose local branches are ours alone: the write-back is
+    /// made on top of what the remote has, then pushed without force.
+    pub fn reset_branch(&self, branch: &str, target: &str) -> Result<CommitId> {
+        let repo = self.repo()?;
+        let at =
+            tip(&repo, target)?.ok_or_else(|| RecordError::NoSuchBranch(target.to_string()))?;
+        repo.reference(&branch_ref(branch)?, at, true, "gitmesh: follow remote")?;
+        Ok(CommitId(at))
+    }
+
     /// Pushes `refspec` (`refs/heads/a:refs/heads/b`, or a branch name for
     /// both sides) to `remote` (a configured remote's name, a URL or a
     /// path). On a non-fast-forward: fetch the remote ref, re-create our
