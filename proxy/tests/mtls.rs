@@ -232,7 +232,14 @@ async fn http2_between_sidecars_runs_over_mtls_too() {
     tokio::time::timeout(TEST_LIMIT, async {
         let ca = TestCa::new();
         let app = identity_app().await;
-        let reviews = sidecar("reviews", Some(ca.identity("reviews")), "strict", Some(app.addr), None).await;
+        let reviews = sidecar(
+            "reviews",
+            Some(ca.identity("reviews")),
+            "strict",
+            Some(app.addr),
+            None,
+        )
+        .await;
         let frontend = sidecar_with(
             "frontend",
             Some(ca.identity("frontend")),
@@ -242,9 +249,14 @@ async fn http2_between_sidecars_runs_over_mtls_too() {
             "http2",
         )
         .await;
+        // HTTP/1.1 in; HTTP/2 between the sidecars (hyper's pooled client
+        // over the mTLS connector); the app is reached over HTTP/2 as well.
         for _ in 0..3 {
-            let r = get(&h2_client(), frontend.outbound_addr(), "reviews", "/").await;
-            assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "spiffe://mesh.test/svc/frontend"));
+            let r = get(&client(), frontend.outbound_addr(), "reviews", "/").await;
+            assert_eq!(
+                (r.status.as_u16(), r.body.as_str()),
+                (200, "spiffe://mesh.test/svc/frontend")
+            );
         }
     })
     .await
