@@ -569,3 +569,25 @@ fn identity_loading_refuses_bad_input_with_a_reason() {
     let renew = id.renew_at();
     assert!(renew > from && renew < until);
 }
+
+#[tokio::test]
+async fn steady_traffic_reuses_one_mtls_connection() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let m = mesh("strict").await;
+        let c = client();
+        for _ in 0..20 {
+            let r = get(&c, m.frontend.outbound_addr(), "reviews", "/").await;
+            assert_eq!(r.status, 200);
+        }
+        let open = m
+            .reviews
+            .metrics_text()
+            .lines()
+            .find(|l| l.starts_with("gitmesh_active_connections{listener=\"inbound\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string());
+        // Twenty sequential requests, one pooled connection (one handshake).
+        assert_eq!(open.as_deref(), Some("1"), "{}", m.reviews.metrics_text());
+    })
+    .await
+    .unwrap();
+}
