@@ -68,6 +68,23 @@ fn identity_app() -> SocketAddr {
     addr
 }
 
+/// `GET https://<addr><path>` verified against `bundle` only.
+fn https_get(addr: SocketAddr, path: &str, bundle: &Path) -> Result<(u16, String), String> {
+    let root = reqwest::Certificate::from_pem(&std::fs::read(bundle).unwrap()).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(root)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!("https://{addr}{path}"))
+        .send()
+        .map_err(|e| format!("{e:?}"))?;
+    Ok((res.status().as_u16(), res.text().unwrap_or_default()))
+}
+
 struct Sidecar {
     _process: Killed,
     outbound: SocketAddr,
@@ -85,7 +102,7 @@ fn sidecar(
 ) -> Sidecar {
     let (outbound, inbound, admin) = (free_port(), free_port(), free_port());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitmesh"));
-    cmd.args(["proxy", "--control-plane", &format!("http://{control}")])
+    cmd.args(["proxy", "--control-plane", &format!("https://{control}")])
         .args(["--service", service, "--trust-domain", "bookinfo.local"])
         .args(["--bootstrap-token-file", token_file.to_str().unwrap()])
         .args(["--ca-bundle", bundle.to_str().unwrap()])
@@ -187,9 +204,30 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
     let (status, body) = get(details.inbound, "/details/1", "details").unwrap();
     assert_eq!((status, body.as_str()), (403, "mtls-required"));
     assert!(get(impostor.admin, "/ready", "admin").is_none());
+    // The API is HTTPS only: plaintext HTTP gets no answer at all.
+    assert_eq!(get(control, "/v1/status", "reconciler"), None);
+    // A proxy that trusts another CA refuses the reconciler's certificate,
+    // so it never gets (or asks with its token for) a certificate.
+    let other_ca = tempfile::tempdir().unwrap();
+    let made = Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+        .args(["ca", "init", "--dir", other_ca.path().to_str().unwrap()])
+        .args(["--trust-domain", "bookinfo.local"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let wrong_bundle = other_ca.path().join("ca.pem");
+    assert!(https_get(control, "/v1/status", &wrong_bundle).is_err());
+    let stranger = sidecar(
+        control,
+        "details",
+        &token_file,
+        &wrong_bundle,
+        Some(app),
+        &states.path().join("s"),
+    );
     // The refused token is counted by the reconciler.
     wait_for("the bad token in the reconciler's metrics", || {
-        get(control, "/metrics", "reconciler").is_some_and(|(_, m)| {
+        https_get(control, "/metrics", &bundle).is_ok_and(|(_, m)| {
             m.lines().any(|l| {
                 l.starts_with(
                     "gitmesh_reconciler_certificate_requests_total{outcome=\"bad-token\"}",
@@ -197,7 +235,17 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
             })
         })
     });
-    let (_, metrics) = get(control, "/metrics", "reconciler").unwrap();
+    // The stranger has been retrying; it still has no certificate.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(get(stranger.admin, "/ready", "admin").is_none());
+    let (status, listed) = https_get(control, "/v1/status", &bundle).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        listed.matches("\"service\":\"details\"").count(),
+        1,
+        "{listed}"
+    );
+    let (_, metrics) = https_get(control, "/metrics", &bundle).unwrap();
     assert!(
         metrics.contains("gitmesh_reconciler_certificate_requests_total{outcome=\"issued\"} 2"),
         "{metrics}"

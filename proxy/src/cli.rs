@@ -50,6 +50,9 @@ pub struct ProxyArgs {
     /// config, ACK or NACK it, heartbeat. Until it answers, the proxy serves
     /// the config saved in --state-dir, or nothing (no upstreams); when the
     /// reconciler is down the running config stays and the proxy retries.
+    /// A reconciler running the mesh CA serves HTTPS only: use https://,
+    /// verified against --ca-bundle (needed then; the bootstrap token is
+    /// never sent over http://).
     #[arg(long, value_name = "URL", value_parser = parse_control_plane, requires = "service")]
     pub control_plane: Option<Uri>,
 
@@ -129,7 +132,8 @@ pub struct ProxyArgs {
     pub tls_key: Option<PathBuf>,
 
     /// The mesh CA's root certificate(s) (PEM): peers' certificates must
-    /// chain to it. Needed for mTLS in both modes.
+    /// chain to it. Needed for mTLS in both modes, and to verify an
+    /// https:// --control-plane.
     #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
 
@@ -262,8 +266,26 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
     let running = Running::of(&config);
     let mut proxy_settings = args.settings();
     proxy_settings.identity = args.static_identity()?;
+    let https = url.scheme_str() == Some("https");
+    let api_tls = match &args.ca_bundle {
+        Some(bundle) => Some(
+            crate::control_tls::api_tls(&read_file(bundle)?)
+                .map_err(|e| ProxyError::Tls(format!("--ca-bundle: {e}")))?,
+        ),
+        None if https => {
+            return Err(ProxyError::Tls(format!(
+                "--control-plane {url} needs --ca-bundle to verify the reconciler"
+            )));
+        }
+        None => None,
+    };
     let mut renewal = None;
     if let (Some(token), Some(bundle)) = (args.bootstrap_token()?, &args.ca_bundle) {
+        if !https {
+            return Err(ProxyError::Tls(format!(
+                "--control-plane {url}: the bootstrap token is only sent over https://"
+            )));
+        }
         let id = PeerIdentity::for_service(&args.trust_domain, &service).ok_or_else(|| {
             ProxyError::Tls(format!(
                 "no SPIFFE ID for service `{service}` in `{}`",
@@ -299,6 +321,7 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
     settings.id = id;
     settings.id_file = id_file;
     settings.app = args.app.clone();
+    settings.api_tls = api_tls;
     let handle = control::spawn(proxy, settings);
     loop {
         match next_signal().await {

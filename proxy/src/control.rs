@@ -16,9 +16,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
@@ -27,6 +24,7 @@ use tokio::task::JoinHandle;
 use gitmesh_proxy_config::ProxyConfig;
 use gitmesh_proxy_config::api::{Ack, ConfigUpdate, Heartbeat, Registered, Registration, Running};
 
+use crate::control_tls::{ApiHttpClient, api_client};
 use crate::proxy::RunningProxy;
 
 /// Largest answer read from the reconciler (a config for a big mesh).
@@ -37,7 +35,7 @@ pub const ID_FILE: &str = "proxy-id";
 /// A control-plane client that cannot be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidControl {
-    #[error("control plane URL `{0}` must be http://host:port (TLS comes with the security work)")]
+    #[error("control plane URL `{0}` must be http://host:port or https://host:port")]
     Url(String),
     #[error("backoff: {0}")]
     Backoff(String),
@@ -124,6 +122,9 @@ impl Default for Backoff {
 pub struct ControlSettings {
     /// The reconciler's base URL, e.g. `http://127.0.0.1:15010`.
     pub control_plane: Uri,
+    /// How `https://` control planes are verified (the `--ca-bundle`
+    /// roots); `None` refuses every HTTPS server.
+    pub api_tls: Option<Arc<rustls::ClientConfig>>,
     pub service: String,
     /// `host:port` where peers reach this instance's inbound listener.
     pub address: String,
@@ -151,6 +152,7 @@ impl ControlSettings {
     pub fn new(control_plane: Uri, service: String, address: String, running: Running) -> Self {
         ControlSettings {
             control_plane,
+            api_tls: None,
             service,
             address,
             labels: BTreeMap::new(),
@@ -231,7 +233,11 @@ pub fn spawn(proxy: RunningProxy, settings: ControlSettings) -> ControlHandle {
     let (stop, mut stopping) = watch::channel(false);
     let (status_tx, status) = watch::channel(ControlStatus::default());
     let control = Control {
-        client: ApiClient::new(settings.control_plane.clone(), settings.request_timeout),
+        client: ApiClient::new(
+            settings.control_plane.clone(),
+            settings.api_tls.clone(),
+            settings.request_timeout,
+        ),
         running: Mutex::new(settings.running.clone()),
         settings,
         proxy: proxy.clone(),
@@ -488,15 +494,15 @@ impl Control {
 
 /// A small JSON-over-HTTP/1.1 client for the reconciler.
 struct ApiClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: ApiHttpClient,
     base: Uri,
     timeout: Duration,
 }
 
 impl ApiClient {
-    fn new(base: Uri, timeout: Duration) -> Self {
+    fn new(base: Uri, tls: Option<Arc<rustls::ClientConfig>>, timeout: Duration) -> Self {
         ApiClient {
-            http: Client::builder(TokioExecutor::new()).build_http(),
+            http: api_client(tls),
             base,
             timeout,
         }
@@ -554,7 +560,7 @@ impl ApiClient {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -565,12 +571,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Parses `--control-plane`: an `http://host:port` URL, maybe with a path
-/// prefix.
+/// Parses `--control-plane`: an `http://` or `https://host:port` URL,
+/// maybe with a path prefix.
 pub fn parse_control_plane(url: &str) -> Result<Uri, InvalidControl> {
     let bad = || InvalidControl::Url(url.to_string());
     let uri: Uri = url.parse().map_err(|_| bad())?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() || uri.query().is_some() {
+    if !matches!(uri.scheme_str(), Some("http" | "https"))
+        || uri.authority().is_none()
+        || uri.query().is_some()
+    {
         return Err(bad());
     }
     Ok(uri)
@@ -694,7 +703,8 @@ mod tests {
 
     #[test]
     fn flags_are_checked() {
-        assert!(parse_control_plane("https://cp:443").is_err());
+        assert!(parse_control_plane("https://cp:443").is_ok());
+        assert!(parse_control_plane("ftp://cp:21").is_err());
         assert!(parse_control_plane("127.0.0.1:15010").is_err());
         assert!(parse_control_plane("http://cp:1?x=1").is_err());
         assert_eq!(

@@ -10,13 +10,11 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
 
 use gitmesh_proxy_config::api::{CertificateSigningRequest, IssuedCertificate};
 
+use crate::control_tls::{api_client, api_tls};
 use crate::mtls::{CertificateRequest, IdentityError, MeshIdentity};
 use crate::peer::PeerIdentity;
 
@@ -34,6 +32,10 @@ pub enum EnrollError {
     Refused { status: StatusCode, body: String },
     #[error("the mesh CA's answer is not valid: {0}")]
     BadAnswer(String),
+    #[error(
+        "the control plane is `{0}`: the bootstrap token is only sent over https:// (the reconciler serves HTTPS when it runs the mesh CA)"
+    )]
+    NotHttps(String),
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -67,6 +69,9 @@ impl Enrollment {
             csr: csr.csr_pem.clone(),
         })
         .map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
+        if self.control_plane.scheme_str() != Some("https") {
+            return Err(EnrollError::NotHttps(self.control_plane.to_string()));
+        }
         let base = self.control_plane.to_string();
         let uri: Uri = format!("{}/v1/certificates", base.trim_end_matches('/'))
             .parse()
@@ -78,13 +83,12 @@ impl Enrollment {
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| EnrollError::Unreachable(e.to_string()))?;
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        let client = api_client(Some(api_tls(&self.ca_bundle)?));
         let exchange = async {
             let res = client
                 .request(req)
                 .await
-                .map_err(|e| EnrollError::Unreachable(e.to_string()))?;
+                .map_err(|e| EnrollError::Unreachable(crate::control::error_chain(&e)))?;
             let status = res.status();
             let body = Limited::new(res.into_body(), MAX_ANSWER_BYTES)
                 .collect()

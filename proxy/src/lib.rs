@@ -18,6 +18,7 @@ mod cli;
 mod clock;
 mod connect;
 pub mod control;
+mod control_tls;
 mod endpoint;
 mod enroll;
 mod error;

@@ -219,6 +219,53 @@ impl MeshCa {
     }
 }
 
+/// A server certificate and its key (PEM), issued by the mesh CA for the
+/// reconciler's own proxy API.
+#[derive(Clone)]
+pub struct ServerCertificate {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl MeshCa {
+    /// Makes a key here and signs a `serverAuth` certificate for the proxy
+    /// API, valid from a minute before `now` for `lifetime`, whose SANs are
+    /// `names`: IP addresses become IP SANs, anything else a DNS name.
+    pub fn issue_server(
+        &self,
+        names: &[String],
+        lifetime: Duration,
+        now: SystemTime,
+    ) -> Result<ServerCertificate, CsrRefused> {
+        let sign = |e: rcgen::Error| CsrRefused::Sign(e.to_string());
+        let key = KeyPair::generate().map_err(sign)?;
+        let mut params = CertificateParams::default();
+        for name in names {
+            let san = match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    rcgen::string::Ia5String::try_from(name.as_str()).map_err(sign)?,
+                ),
+            };
+            params.subject_alt_names.push(san);
+        }
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "gitmesh proxy API");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.not_before = (now - Duration::from_secs(60)).into();
+        params.not_after = (now + lifetime).into();
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer).map_err(sign)?;
+        Ok(ServerCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;

@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use gitmesh_reconciler::api::{ApiServer, BootstrapTokens, CertificateService, RegistryHandle};
+use gitmesh_reconciler::api::{
+    API_CERT_LIFETIME, ApiCertificate, ApiServer, BootstrapTokens, CertificateService,
+    RegistryHandle,
+};
 use gitmesh_reconciler::ca::MeshCa;
 use gitmesh_reconciler::reconcile::{Daemon, DaemonSettings, Metrics};
 use gitmesh_reconciler::status::Identity;
@@ -20,7 +23,9 @@ use tokio::sync::watch;
 /// Watch a policy repo and roll each new commit of its branch out to the
 /// proxies, in waves, recording every step on the status branch.
 ///
-/// Proxies connect with `gitmesh proxy --control-plane http://<listen>`.
+/// Proxies connect with `gitmesh proxy --control-plane http://<listen>`, or
+/// `https://<listen>` when the mesh CA runs (bootstrap tokens given): the
+/// API is then HTTPS only, its certificate issued by the mesh CA.
 /// Invalid commits are never applied (recorded as rejected); a NACK, an
 /// unhealthy proxy or the progress deadline reverts the proxies already
 /// updated. Restarted, it resumes from what the status branch records.
@@ -97,6 +102,13 @@ pub struct ReconcileArgs {
     /// `trustDomain`.
     #[arg(long, value_name = "DOMAIN", default_value = "gitmesh.local")]
     trust_domain: String,
+    /// Extra names (DNS or IP) for the proxy API's TLS certificate, besides
+    /// the --listen address (and `localhost` for a loopback or unspecified
+    /// one). Repeatable. With the mesh CA on, the API is HTTPS only: proxies
+    /// use `--control-plane https://<listen>` and verify it against their
+    /// --ca-bundle.
+    #[arg(long, value_name = "NAME")]
+    api_san: Vec<String>,
     /// Lifetime of issued sidecar certificates (sidecars renew at 2/3).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     cert_lifetime: Duration,
@@ -175,12 +187,18 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
     if let Some(tokens) = bootstrap_tokens(args.bootstrap_token_file.as_deref())? {
         let ca = mesh_ca(&args)?;
         tracing::info!(trust_domain = %ca.trust_domain(), "mesh CA serving POST /v1/certificates");
-        server = server.with_certificates(CertificateService::new(
+        let certificates = CertificateService::new(
             ca,
             tokens,
             args.cert_lifetime,
             metrics.certificate_requests.clone(),
-        ));
+        );
+        let names = api_names(server.local_addr(), &args.api_san);
+        let api_cert = ApiCertificate::new(certificates.clone(), names.clone(), API_CERT_LIFETIME)?;
+        tracing::info!(names = ?names, "proxy API serving HTTPS only (certificate from the mesh CA)");
+        server = server
+            .with_certificates(certificates)
+            .with_tls(api_cert.server_config()?);
     }
     if let Some(secret) = webhook_secret(args.webhook_secret_file.as_deref())? {
         server = server.with_webhook(secret, move || trigger());
@@ -248,6 +266,27 @@ fn bootstrap_tokens(file: Option<&std::path::Path>) -> anyhow::Result<Option<Boo
 
 /// The CA root: from --ca-cert/--ca-key, else kept in the data dir (or the
 /// local repo's .git dir), generated on first start.
+/// The proxy API certificate's names: the listen IP (`127.0.0.1` for an
+/// unspecified one), `localhost` for loopback or unspecified, then `extra`.
+fn api_names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
+    let ip = listen.ip();
+    let mut names = Vec::new();
+    if ip.is_unspecified() {
+        names.push("127.0.0.1".to_string());
+    } else {
+        names.push(ip.to_string());
+    }
+    if ip.is_loopback() || ip.is_unspecified() {
+        names.push("localhost".to_string());
+    }
+    for name in extra {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
 fn mesh_ca(args: &ReconcileArgs) -> anyhow::Result<MeshCa> {
     if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
         let read = |p: &PathBuf| {

@@ -11,12 +11,19 @@ use clap::Args;
 /// Examples:
 ///   gitmesh status
 ///   gitmesh status --reconciler http://10.0.0.5:15010 --json
+///   gitmesh status --reconciler https://127.0.0.1:15010 \\
+///       --ca-bundle mesh-policy/.git/gitmesh/ca/ca.pem
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
 pub struct StatusArgs {
-    /// The reconciler's proxy API (its --listen address).
+    /// The reconciler's proxy API (its --listen address); https:// when it
+    /// runs the mesh CA.
     #[arg(long, default_value = "http://127.0.0.1:15010")]
     reconciler: String,
+    /// The mesh CA's root (PEM) to verify an https:// reconciler with (the
+    /// only root trusted then).
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<std::path::PathBuf>,
     /// Print the raw JSON of /v1/status.
     #[arg(long)]
     json: bool,
@@ -24,8 +31,18 @@ pub struct StatusArgs {
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let url = format!("{}/v1/status", args.reconciler.trim_end_matches('/'));
-    let response = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
+    let mut client =
+        reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(5));
+    if let Some(path) = &args.ca_bundle {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let root = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        client = client
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(root);
+    }
+    let response = client
         .build()?
         .get(&url)
         .send()

@@ -61,7 +61,7 @@ pub struct MeshIdentity {
     current: ArcSwap<Current>,
 }
 
-fn parse_bundle(pem: &[u8]) -> Result<RootCertStore, IdentityError> {
+pub(crate) fn parse_bundle(pem: &[u8]) -> Result<RootCertStore, IdentityError> {
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| IdentityError::BadBundle(e.to_string()))?;

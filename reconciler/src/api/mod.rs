@@ -9,7 +9,9 @@
 pub mod certificates;
 pub mod registry;
 pub mod server;
+pub mod tls;
 
 pub use self::certificates::{BootstrapTokens, CertificateService, OutcomeLabels};
 pub use self::registry::{LastAck, MISSED_HEARTBEATS, ProxyView, Registry, RegistryError};
 pub use self::server::{ApiError, ApiServer, RegistryHandle};
+pub use self::tls::{API_CERT_LIFETIME, ApiCertificate, ApiTlsError};

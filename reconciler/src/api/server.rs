@@ -1,4 +1,5 @@
-//! The proxy API over HTTP/1.1 (hyper): registration, long-polled config,
+//! The proxy API over HTTP/1.1 (hyper), in plaintext or, when the
+//! reconciler runs the mesh CA, HTTPS only: registration, long-polled config,
 //! ACK/NACK and heartbeats, plus `GET /v1/status` and `GET /healthz`.
 //!
 //! One [`Registry`] sits behind a `std::sync::Mutex` that is only ever held
@@ -42,6 +43,8 @@ pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
 pub const MAX_WAIT: Duration = Duration::from_secs(120);
 /// How long shutdown lets in-flight requests finish.
 const DRAIN: Duration = Duration::from_secs(5);
+/// How long a TLS client may take to finish its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +249,9 @@ pub struct ApiServer {
     local: SocketAddr,
     registry: RegistryHandle,
     extras: Extras,
+    /// `Some`: every connection must be TLS (plaintext is dropped at the
+    /// handshake).
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ApiServer {
@@ -259,7 +265,16 @@ impl ApiServer {
             local,
             registry,
             extras: Extras::default(),
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS only, with `acceptor` (see [`super::tls`]): a
+    /// plaintext request is refused at the handshake, so a bootstrap token
+    /// never crosses in clear.
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -300,8 +315,10 @@ impl ApiServer {
             local,
             registry,
             extras,
+            tls,
         } = self;
-        tracing::info!(addr = %local, "proxy API listening");
+        tracing::info!(addr = %local, tls = tls.is_some(), "proxy API listening");
+        let tls = tls.map(tokio_rustls::TlsAcceptor::from);
         let (stop, stopping) = watch::channel(false);
         let mut connections = JoinSet::new();
         let mut expiry = tokio::time::interval(
@@ -313,8 +330,18 @@ impl ApiServer {
             tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => {
-                        connections.spawn(serve_connection(stream, registry.clone(), extras.clone(), stopping.clone()));
+                    Ok((stream, peer)) => {
+                        let (registry, extras, stopping) = (registry.clone(), extras.clone(), stopping.clone());
+                        match tls.clone() {
+                            None => { connections.spawn(serve_connection(stream, registry, extras, stopping)); }
+                            Some(acceptor) => { connections.spawn(async move {
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(stream)) => serve_connection(stream, registry, extras, stopping).await,
+                                    Ok(Err(e)) => tracing::info!(%peer, error = %e, "proxy API: TLS handshake refused (plaintext or a bad client)"),
+                                    Err(_) => tracing::info!(%peer, "proxy API: TLS handshake timed out"),
+                                }
+                            }); }
+                        }
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: breathe.
@@ -342,12 +369,14 @@ impl ApiServer {
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     registry: RegistryHandle,
     extras: Extras,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let stop = stopping.clone();
     let service = service_fn(move |req| {
         let registry = registry.clone();

@@ -1,0 +1,155 @@
+//! TLS for the proxy API when the reconciler runs the mesh CA: the server
+//! certificate is issued by that CA (SANs: the listen address and any
+//! `--api-san`), made on first use and re-issued, with a fresh key, two
+//! thirds into its lifetime, at the next handshake. Proxies verify it
+//! against the `--ca-bundle` they were given.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use super::certificates::CertificateService;
+use crate::ca::MeshCa;
+
+/// Lifetime of the API's server certificate.
+pub const API_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Why the API cannot serve TLS.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiTlsError {
+    #[error("cannot issue the proxy API's certificate: {0}")]
+    Issue(String),
+    #[error("cannot build the proxy API's TLS config: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The API's certificate, renewed on demand.
+pub struct ApiCertificate {
+    ca: Arc<CertificateService>,
+    names: Vec<String>,
+    lifetime: Duration,
+    current: Mutex<(Arc<CertifiedKey>, SystemTime)>,
+}
+
+impl std::fmt::Debug for ApiCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiCertificate")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+fn issue(
+    ca: &MeshCa,
+    names: &[String],
+    lifetime: Duration,
+    now: SystemTime,
+) -> Result<(Arc<CertifiedKey>, SystemTime), ApiTlsError> {
+    let issued = ca
+        .issue_server(names, lifetime, now)
+        .map_err(|e| ApiTlsError::Issue(e.to_string()))?;
+    let bad = |e: &dyn std::fmt::Display| ApiTlsError::Issue(e.to_string());
+    let cert = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).map_err(|e| bad(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).map_err(|e| bad(&e))?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|e| bad(&e))?;
+    let renew_at = now + lifetime * 2 / 3;
+    Ok((Arc::new(CertifiedKey::new(vec![cert], signer)), renew_at))
+}
+
+impl ApiCertificate {
+    /// Issues the first certificate for `names` (host names or IPs).
+    pub fn new(
+        ca: Arc<CertificateService>,
+        names: Vec<String>,
+        lifetime: Duration,
+    ) -> Result<Arc<Self>, ApiTlsError> {
+        let current = issue(ca.ca(), &names, lifetime, SystemTime::now())?;
+        Ok(Arc::new(ApiCertificate {
+            ca,
+            names,
+            lifetime,
+            current: Mutex::new(current),
+        }))
+    }
+
+    /// The certificate to present at `now`, re-issued first when it is two
+    /// thirds through its lifetime (a failure keeps the old one, logged).
+    pub fn at(&self, now: SystemTime) -> Arc<CertifiedKey> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if now >= current.1 {
+            match issue(self.ca.ca(), &self.names, self.lifetime, now) {
+                Ok(fresh) => {
+                    tracing::info!(names = ?self.names, "renewed the proxy API's certificate");
+                    *current = fresh;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot renew the proxy API's certificate"),
+            }
+        }
+        current.0.clone()
+    }
+
+    /// A server config (TLS 1.2 and 1.3, ring, HTTP/1.1) presenting this
+    /// certificate, for [`super::ApiServer::with_tls`].
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, ApiTlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for ApiCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.at(SystemTime::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_after(key: &CertifiedKey) -> x509_parser::time::ASN1Time {
+        let (_, cert) = x509_parser::parse_x509_certificate(key.cert[0].as_ref()).unwrap();
+        cert.validity().not_after
+    }
+
+    #[test]
+    fn the_certificate_names_the_api_and_is_renewed_two_thirds_in() {
+        let ca = MeshCa::generate("example.local", SystemTime::now()).unwrap();
+        let ca = CertificateService::new(
+            ca,
+            super::super::BootstrapTokens::global("a-global-token-0123456789").unwrap(),
+            Duration::from_secs(60),
+            Default::default(),
+        );
+        let names = vec!["127.0.0.1".to_string(), "reconciler.mesh".to_string()];
+        let api = ApiCertificate::new(ca, names, Duration::from_secs(3000)).unwrap();
+        let now = SystemTime::now();
+        let first = api.at(now);
+        let (_, cert) = x509_parser::parse_x509_certificate(first.cert[0].as_ref()).unwrap();
+        let sans = format!(
+            "{:?}",
+            cert.subject_alternative_name().unwrap().unwrap().value
+        );
+        assert!(
+            sans.contains("IPAddress([127, 0, 0, 1])")
+                && sans.contains("DNSName(\"reconciler.mesh\")"),
+            "{sans}"
+        );
+        // Before two thirds: the same certificate.
+        let early = api.at(now + Duration::from_secs(1900));
+        assert!(Arc::ptr_eq(&first, &early));
+        // After: a new one, expiring later.
+        let late = api.at(now + Duration::from_secs(2100));
+        assert!(!Arc::ptr_eq(&first, &late));
+        assert!(not_after(&late) > not_after(&first));
+    }
+}
