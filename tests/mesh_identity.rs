@@ -3,7 +3,11 @@
 //! certificates from it (their keys stay with them) and talk mTLS in a
 //! strict mesh: the server's app learns the caller's SPIFFE ID, plaintext
 //! to the strict inbound is refused, and a wrong token gets no certificate
-//! (and is counted).
+//! (and is counted). The proxy API is HTTPS only then: plaintext and a
+//! proxy trusting another CA get nowhere. With three sidecars, Intentions
+//! allow or deny by the caller's verified identity and by method and path
+//! (403 with the reason, counted by the callee), and a committed change of
+//! the Intentions flips the decisions through the normal rollout.
 
 mod common;
 
@@ -390,4 +394,206 @@ fn gitmesh_ca_makes_certificates_for_static_sidecars() {
         .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
+}
+
+/// One request over a fresh connection: (status, lower-cased head, body).
+fn call(proxy: SocketAddr, method: &str, path: &str, host: &str) -> Option<(u16, String, String)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(proxy).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nhost: {host}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    Some((status, head.to_ascii_lowercase(), body.to_string()))
+}
+
+/// The value of `gitmesh_errors_total{direction="inbound",reason=…}` on an
+/// admin port (0 when absent).
+fn inbound_errors(admin: SocketAddr, reason: &str) -> u64 {
+    let Some((200, metrics)) = get(admin, "/metrics", "admin") else {
+        return 0;
+    };
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("gitmesh_errors_total{")
+                && l.contains("direction=\"inbound\"")
+                && l.contains(&format!("reason=\"{reason}\""))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+const REVIEWS_INTENTIONS: &str = "apiVersion: gitmesh.dev/v1alpha1
+kind: Intentions
+metadata:
+  name: reviews
+spec:
+  destination: reviews
+  sources:
+";
+
+#[test]
+fn intentions_decide_by_verified_identity_and_change_through_the_rollout() {
+    let repo = tempfile::tempdir().unwrap();
+    let repo = repo.path();
+    copy_dir(&root().join("examples/bookinfo"), repo);
+    std::fs::remove_dir_all(repo.join("rollouts")).unwrap();
+    std::fs::remove_dir_all(repo.join("routes")).unwrap();
+    let mesh = std::fs::read_to_string(repo.join("mesh.yaml")).unwrap();
+    let mesh = mesh
+        .replace("mode: permissive", "mode: strict")
+        .replace("minHealthyTime: 10s", "minHealthyTime: 100ms");
+    assert!(mesh.contains("defaultIntention: deny"));
+    std::fs::write(repo.join("mesh.yaml"), mesh).unwrap();
+    // details may call reviews (so its sidecar has a route there), but the
+    // Intentions only let productpage in, and only for GET /reviews….
+    let details = std::fs::read_to_string(repo.join("services/details.yaml")).unwrap();
+    let details = details.replace("  port: 9080\n", "  port: 9080\n  upstreams: [reviews]\n");
+    std::fs::write(repo.join("services/details.yaml"), details).unwrap();
+    std::fs::write(
+        repo.join("intentions/reviews.yaml"),
+        format!(
+            "{REVIEWS_INTENTIONS}    - name: productpage
+      permissions:
+        - action: allow
+          http:
+            pathPrefix: /reviews
+            methods: [GET]
+"
+        ),
+    )
+    .unwrap();
+    git(repo, &["init", "-q", "-b", "main"]);
+    git(repo, &["add", "-A"]);
+    git(
+        repo,
+        &["commit", "-qm", "strict mTLS, reviews for productpage only"],
+    );
+
+    let control = free_port();
+    let _reconciler = Killed(
+        Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+            .args(["reconcile", "--repo", repo.to_str().unwrap()])
+            .args(["--listen", &control.to_string(), "--poll", "100ms"])
+            .args(["--heartbeat", "300ms"])
+            .args(["--trust-domain", "bookinfo.local", "--cert-lifetime", "1h"])
+            .env("GITMESH_BOOTSTRAP_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(logs())
+            .spawn()
+            .unwrap(),
+    );
+    let bundle = repo.join(".git/gitmesh/ca/ca.pem");
+    wait_for("the mesh CA root", || {
+        bundle.exists() && std::fs::metadata(&bundle).unwrap().len() > 0
+    });
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+
+    let app = identity_app();
+    let states = tempfile::tempdir().unwrap();
+    let st = |name: &str| states.path().join(name);
+    let reviews = sidecar(
+        control,
+        "reviews",
+        &token_file,
+        &bundle,
+        Some(app),
+        &st("r"),
+    );
+    let page = sidecar(control, "productpage", &token_file, &bundle, None, &st("p"));
+    let details = sidecar(
+        control,
+        "details",
+        &token_file,
+        &bundle,
+        Some(app),
+        &st("d"),
+    );
+
+    // Allowed: productpage, GET under /reviews; the app sees who called.
+    wait_for("productpage reaching reviews over mTLS", || {
+        matches!(call(page.outbound, "GET", "/reviews/1", "reviews"),
+            Some((200, _, body)) if body == "spiffe://bookinfo.local/svc/productpage")
+    });
+    // Denied: details has a valid certificate, but the Intentions name
+    // only productpage and the default is deny.
+    wait_for("details' route to reviews", || {
+        call(details.outbound, "GET", "/reviews/1", "reviews").is_some_and(|(s, _, _)| s == 403)
+    });
+    let before = inbound_errors(reviews.admin, "denied-by-intention");
+    let (status, head, body) = call(details.outbound, "GET", "/reviews/1", "reviews").unwrap();
+    assert_eq!(status, 403, "{head}");
+    assert!(
+        head.contains("x-gitmesh-error: denied-by-intention"),
+        "{head}"
+    );
+    assert!(head.contains("x-gitmesh-rule: default"), "{head}");
+    assert_eq!(body, "denied-by-intention");
+    // L7: productpage with another method, or outside /reviews, is denied
+    // (no permission fits: the default decides).
+    let (status, head, _) = call(page.outbound, "POST", "/reviews/1", "reviews").unwrap();
+    assert_eq!(status, 403, "{head}");
+    assert!(
+        head.contains("x-gitmesh-error: denied-by-intention"),
+        "{head}"
+    );
+    let (status, head, _) = call(page.outbound, "GET", "/admin", "reviews").unwrap();
+    assert_eq!(status, 403, "{head}");
+    assert!(
+        head.contains("x-gitmesh-rule: source=productpage"),
+        "{head}"
+    );
+    // Each refusal is counted by the callee's sidecar.
+    wait_for("the denials in reviews' metrics", || {
+        inbound_errors(reviews.admin, "denied-by-intention") >= before + 3
+    });
+
+    // The Intentions change is a commit like any policy: the reconciler
+    // rolls it out and the decisions flip.
+    std::fs::write(
+        repo.join("intentions/reviews.yaml"),
+        format!(
+            "{REVIEWS_INTENTIONS}    - name: details
+      permissions:
+        - action: allow
+          http:
+            pathPrefix: /reviews
+            methods: [GET]
+    - name: productpage
+      action: deny
+"
+        ),
+    )
+    .unwrap();
+    git(
+        repo,
+        &["commit", "-qam", "reviews: details in, productpage out"],
+    );
+    wait_for("details allowed after the rollout", || {
+        matches!(call(details.outbound, "GET", "/reviews/1", "reviews"),
+            Some((200, _, body)) if body == "spiffe://bookinfo.local/svc/details")
+    });
+    wait_for("productpage denied after the rollout", || {
+        call(page.outbound, "GET", "/reviews/1", "reviews")
+            .is_some_and(|(s, h, _)| s == 403 && h.contains("x-gitmesh-rule: source=productpage"))
+    });
+    let (status, _, _) = call(details.outbound, "POST", "/reviews/1", "reviews").unwrap();
+    assert_eq!(status, 403);
+    // Recorded on the status branch like any rollout.
+    let head = git(repo, &["rev-parse", "HEAD"]);
+    let applied = format!("applied {}", &head.trim()[..7]);
+    wait_for("the rollout on the status branch", || {
+        status_log(repo).iter().any(|s| s.starts_with(&applied))
+    });
 }
