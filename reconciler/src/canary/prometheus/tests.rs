@@ -1,7 +1,36 @@
-//! The window's PromQL, and answers as Prometheus 2.42 writes them (the
-//! bodies below are shaped after answers captured from a real server).
+//! The window's PromQL, and answers as Prometheus 2.42 writes them: the
+//! `CAPTURED_*` bodies are verbatim answers of Debian's Prometheus to
+//! [`WindowQuery`]'s queries during tests/canary_prometheus.rs, after the
+//! canary reached 100% (so stable had no traffic in that window).
 
 use super::*;
+
+/// `requests()` of api v1|v2 over 4000 ms: the proxy exports every status
+/// class, at 0 until one is answered.
+const CAPTURED_REQUESTS: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"class":"1xx","subset":"v1"},"value":[1796363605.165,"0"]},{"metric":{"class":"1xx","subset":"v2"},"value":[1796363605.165,"0"]},{"metric":{"class":"2xx","subset":"v1"},"value":[1796363605.165,"0"]},{"metric":{"class":"2xx","subset":"v2"},"value":[1796363605.165,"140.14014014014012"]},{"metric":{"class":"3xx","subset":"v1"},"value":[1796363605.165,"0"]},{"metric":{"class":"3xx","subset":"v2"},"value":[1796363605.165,"0"]},{"metric":{"class":"4xx","subset":"v1"},"value":[1796363605.165,"0"]},{"metric":{"class":"4xx","subset":"v2"},"value":[1796363605.165,"0"]},{"metric":{"class":"5xx","subset":"v1"},"value":[1796363605.165,"0"]},{"metric":{"class":"5xx","subset":"v2"},"value":[1796363605.165,"0"]}]}}"#;
+
+/// `p99()` of the same window: `NaN` for the subset without observations.
+const CAPTURED_P99: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"subset":"v1"},"value":[1796363605.184,"NaN"]},{"metric":{"subset":"v2"},"value":[1796363605.184,"0.025593846153846155"]}]}}"#;
+
+/// The same query over a time without samples.
+const CAPTURED_EMPTY: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+
+#[test]
+fn a_captured_answer_reads_as_the_window_it_describes() {
+    let w = query().stats(CAPTURED_REQUESTS, CAPTURED_P99).unwrap();
+    assert_eq!(
+        w.canary,
+        Stats {
+            requests: 140,
+            errors: 0,
+            p99_ms: Some(25.593846153846155),
+            ..Stats::default()
+        }
+    );
+    // Stable took no traffic: zero requests and no p99, which the gates
+    // treat as too little data for the relative gates.
+    assert_eq!(w.stable, Stats::default());
+}
 
 fn query() -> WindowQuery {
     WindowQuery {
@@ -100,8 +129,7 @@ fn a_subset_without_series_has_no_requests_and_nan_is_no_latency() {
 
 #[test]
 fn no_request_series_at_all_is_an_error_not_zero_traffic() {
-    let empty = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-    let err = query().stats(empty, empty).unwrap_err();
+    let err = query().stats(CAPTURED_EMPTY, CAPTURED_EMPTY).unwrap_err();
     assert_eq!(
         err,
         PrometheusError::NoSeries {
