@@ -95,7 +95,7 @@ impl Prometheus {
             .query(&[("query", promql), ("time", time)])
             .send()
             .await
-            .map_err(|e| unreachable(describe(&e)))?;
+            .map_err(|e| unreachable(describe(e)))?;
         let status = response.status().as_u16();
         if response
             .content_length()
@@ -106,7 +106,7 @@ impl Prometheus {
         let body = response
             .bytes()
             .await
-            .map_err(|e| unreachable(describe(&e)))?;
+            .map_err(|e| unreachable(describe(e)))?;
         if body.len() > MAX_ANSWER {
             return Err(unreachable(format!("an answer over {MAX_ANSWER} bytes")));
         }
@@ -115,14 +115,16 @@ impl Prometheus {
 }
 
 /// A reqwest error with its causes (`error sending request: … Connection
-/// refused`), which its `Display` alone leaves out.
-fn describe(e: &reqwest::Error) -> String {
+/// refused`), which its `Display` alone leaves out, and without the URL
+/// (its long encoded query says nothing the base URL does not).
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut text = if e.is_timeout() {
         "no answer in time".to_string()
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
+    let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
         let more = cause.to_string();
         if !text.contains(&more) {
@@ -183,6 +185,7 @@ mod tests {
             "{text}"
         );
         assert!(text.to_lowercase().contains("refused"), "{text}");
+        assert!(!text.contains("/api/v1/query"), "{text}");
 
         let slow = serve("HTTP/1.1 200 OK\r\n\r\n", Duration::from_secs(5)).await;
         let err = Prometheus::new(&slow, timeout)
