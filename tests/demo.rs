@@ -300,9 +300,8 @@ fn ctrl_c_stops_everything() {
     let started = demo.until("started", began + LIMIT);
     // Everything is up and the story has begun.
     demo.until("phase", began + LIMIT);
-    let pid = demo.child.id().to_string();
-    let kill = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    assert!(kill.success());
+    let pid = rustix::process::Pid::from_raw(demo.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
     let status = demo.wait(Duration::from_secs(15));
     assert_eq!(status.code(), Some(130), "{status:?}");
     demo.until("interrupted", Instant::now() + Duration::from_secs(5));
