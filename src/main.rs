@@ -39,7 +39,10 @@ enum Command {
     Status(commands::status::StatusArgs),
     History(commands::history::HistoryArgs),
     Demo(commands::demo::DemoArgs),
+    Rollout(commands::rollout::RolloutArgs),
+    Explain(commands::explain::ExplainArgs),
     DemoApp(commands::demo_app::DemoAppArgs),
+    Ca(commands::ca::CaArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,7 +58,10 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::History(args) => commands::history::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Rollout(args) => commands::rollout::run(args),
+        Command::Explain(args) => commands::explain::run(args),
         Command::DemoApp(args) => commands::demo_app::run(args),
+        Command::Ca(args) => commands::ca::run(args),
     };
     match result {
         Ok(code) => code,

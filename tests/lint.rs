@@ -125,7 +125,7 @@ fn sarif_github_and_junit_formats() {
     assert!(xml.starts_with("<?xml"), "{xml}");
     assert_eq!(
         xml.matches("<testcase ").count(),
-        12,
+        13,
         "one test case per file"
     );
 }

@@ -5,14 +5,18 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gitmesh_proxy_config::api::Running;
 use http::Uri;
 
 use crate::control::{self, ControlSettings, parse_control_plane, parse_label};
+use crate::enroll::Enrollment;
 use crate::error::ProxyError;
 use crate::listener::ListenerLimits;
+use crate::mtls::MeshIdentity;
+use crate::peer::PeerIdentity;
 use crate::proxy::{Proxy, ProxySettings};
 use crate::state::{StateDir, read_config};
 
@@ -113,6 +117,67 @@ pub struct ProxyArgs {
     /// Seconds shutdown waits for in-flight requests to finish.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub drain_timeout_secs: u64,
+
+    /// mTLS, static mode: this sidecar's certificate chain (PEM), whose URI
+    /// SAN is spiffe://<trust-domain>/svc/<service> (`gitmesh ca issue`
+    /// makes one). Needs --tls-key and --ca-bundle.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "ca_bundle"])]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The mesh CA's root certificate(s) (PEM): peers' certificates must
+    /// chain to it. Needed for mTLS in both modes.
+    #[arg(long, value_name = "FILE")]
+    pub ca_bundle: Option<PathBuf>,
+
+    /// mTLS under a reconciler: a file holding the bootstrap token that lets
+    /// this proxy get certificates for --service from the mesh CA (also
+    /// GITMESH_BOOTSTRAP_TOKEN). The proxy makes its own key, sends a CSR,
+    /// and renews at two thirds of each certificate's lifetime.
+    #[arg(long, value_name = "FILE", requires_all = ["control_plane", "ca_bundle"], conflicts_with = "tls_cert")]
+    pub bootstrap_token_file: Option<PathBuf>,
+
+    /// The SPIFFE trust domain this proxy asks an identity in (the Mesh's
+    /// `trustDomain`).
+    #[arg(long, value_name = "DOMAIN", default_value = "gitmesh.local")]
+    pub trust_domain: String,
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, ProxyError> {
+    std::fs::read(path).map_err(|source| ProxyError::ReadTlsFile {
+        path: path.clone(),
+        source,
+    })
+}
+
+impl ProxyArgs {
+    /// The static identity of --tls-cert/--tls-key/--ca-bundle, if given.
+    fn static_identity(&self) -> Result<Option<Arc<MeshIdentity>>, ProxyError> {
+        let (Some(cert), Some(key), Some(bundle)) =
+            (&self.tls_cert, &self.tls_key, &self.ca_bundle)
+        else {
+            return Ok(None);
+        };
+        let identity =
+            MeshIdentity::from_pem(&read_file(cert)?, &read_file(key)?, &read_file(bundle)?)?;
+        tracing::info!(id = %identity.id(), "mTLS identity loaded");
+        Ok(Some(Arc::new(identity)))
+    }
+
+    /// The bootstrap token, from --bootstrap-token-file or the environment.
+    fn bootstrap_token(&self) -> Result<Option<String>, ProxyError> {
+        if let Some(file) = &self.bootstrap_token_file {
+            let text = read_file(file)?;
+            return Ok(Some(String::from_utf8_lossy(&text).trim().to_string()));
+        }
+        Ok(std::env::var("GITMESH_BOOTSTRAP_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().to_string()))
+    }
 }
 
 impl ProxyArgs {
@@ -161,7 +226,9 @@ async fn serve(args: ProxyArgs) -> Result<(), ProxyError> {
         (None, Some(dir)) => StateDir::new(dir).load()?.ok_or(ProxyError::NoConfig)?,
         (None, None) => return Err(ProxyError::NoConfig),
     };
-    let proxy = Proxy::start(args.settings(), config).await?;
+    let mut settings = args.settings();
+    settings.identity = args.static_identity()?;
+    let proxy = Proxy::start(settings, config).await?;
     loop {
         match next_signal().await {
             Signal::Stop => break,
@@ -193,7 +260,27 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
     .unwrap_or_else(|| control::empty_config(&service));
     config.service = service.clone();
     let running = Running::of(&config);
-    let proxy = Proxy::start(args.settings(), config).await?;
+    let mut proxy_settings = args.settings();
+    proxy_settings.identity = args.static_identity()?;
+    let mut renewal = None;
+    if let (Some(token), Some(bundle)) = (args.bootstrap_token()?, &args.ca_bundle) {
+        let id = PeerIdentity::for_service(&args.trust_domain, &service).ok_or_else(|| {
+            ProxyError::Tls(format!(
+                "no SPIFFE ID for service `{service}` in `{}`",
+                args.trust_domain
+            ))
+        })?;
+        let enrollment = Enrollment {
+            control_plane: url.clone(),
+            id,
+            token,
+            ca_bundle: read_file(bundle)?,
+        };
+        let identity = enroll_until_done(&enrollment).await;
+        renewal = Some(enrollment.spawn_renewal(identity.clone()));
+        proxy_settings.identity = Some(identity);
+    }
+    let proxy = Proxy::start(proxy_settings, config).await?;
     let address = args
         .address
         .clone()
@@ -222,8 +309,30 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
         }
     }
     tracing::info!("shutting down: draining in-flight requests");
+    if let Some(r) = renewal {
+        r.abort();
+    }
     handle.shutdown().await;
     Ok(())
+}
+
+/// Asks for the first certificate until the mesh CA gives one (a refused
+/// token is logged with the CA's reason each time).
+async fn enroll_until_done(enrollment: &Enrollment) -> Arc<MeshIdentity> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match enrollment.enroll().await {
+            Ok(identity) => {
+                tracing::info!(id = %identity.id(), "got a mesh certificate");
+                return identity;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot get a mesh certificate yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
 }
 
 enum Signal {

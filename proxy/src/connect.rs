@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, UpstreamBody};
+use crate::mtls::{MeshStream, UpstreamTls};
 
 /// Live connection counts of one upstream service.
 #[derive(Debug, Default)]
@@ -56,7 +57,7 @@ impl Drop for CountGuard {
 /// An upstream connection that counts itself while open.
 #[derive(Debug)]
 pub struct CountedIo {
-    io: TokioIo<TcpStream>,
+    io: TokioIo<MeshStream>,
     _open: CountGuard,
 }
 
@@ -102,7 +103,10 @@ impl Write for CountedIo {
 
 impl Connection for CountedIo {
     fn connected(&self) -> Connected {
-        self.io.connected()
+        match self.io.inner() {
+            MeshStream::Plain(s) => s.connected(),
+            _ => Connected::new(),
+        }
     }
 }
 
@@ -111,6 +115,7 @@ impl Connection for CountedIo {
 pub struct CountingConnector {
     inner: HttpConnector,
     counters: Arc<ConnCounters>,
+    tls: Option<UpstreamTls>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -128,11 +133,16 @@ impl tower_service::Service<Uri> for CountingConnector {
         let connecting = CountGuard::new(self.counters.clone(), |c| &c.connecting);
         let counters = self.counters.clone();
         let fut = self.inner.call(uri);
+        let tls = self.tls.clone();
         Box::pin(async move {
-            let io = fut.await?;
+            let tcp = fut.await?.into_inner();
+            let stream = match tls {
+                Some(tls) => tls.connect(tcp).await?,
+                None => MeshStream::Plain(tcp),
+            };
             drop(connecting);
             Ok(CountedIo {
-                io,
+                io: TokioIo::new(stream),
                 _open: CountGuard::new(counters, |c| &c.open),
             })
         })
@@ -144,6 +154,8 @@ impl tower_service::Service<Uri> for CountingConnector {
 pub struct ClientKey {
     pub http2: bool,
     pub connect_timeout: Option<Duration>,
+    /// mTLS to the upstream's sidecars (and whom to expect there).
+    pub tls: Option<UpstreamTls>,
 }
 
 /// A keep-alive pool to the endpoints of one upstream service.
@@ -164,6 +176,7 @@ impl UpstreamClient {
         let connector = CountingConnector {
             inner: http,
             counters: counters.clone(),
+            tls: key.tls.clone(),
         };
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -333,6 +346,23 @@ impl UpstreamClient {
         }
         .map_err(|_| SendError::Connect)?;
         let _ = stream.set_nodelay(true);
+        let stream = match &self.key.tls {
+            Some(tls) => {
+                // The handshake is bounded by the connect timeout too.
+                let handshake = tls.connect(stream);
+                let done = match self.key.connect_timeout {
+                    Some(limit) => tokio::time::timeout(limit, handshake)
+                        .await
+                        .map_err(|_| SendError::Connect)?,
+                    None => handshake.await,
+                };
+                done.map_err(|e| {
+                    tracing::warn!(error = %e, upstream = %authority, "mTLS handshake with the upstream failed");
+                    SendError::Connect
+                })?
+            }
+            None => MeshStream::Plain(stream),
+        };
         drop(connecting);
         let io = CountedIo {
             io: TokioIo::new(stream),

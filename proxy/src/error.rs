@@ -31,4 +31,13 @@ pub enum ProxyError {
     BadApp(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot set up mTLS: {0}")]
+    Tls(String),
+    #[error("cannot read {path}: {source}")]
+    ReadTlsFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("mTLS identity: {0}")]
+    Identity(#[from] crate::mtls::IdentityError),
 }

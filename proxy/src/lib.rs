@@ -9,6 +9,7 @@
 //! under a reconciler.
 
 mod admin;
+mod authz;
 mod balance;
 mod body;
 mod breaker;
@@ -18,6 +19,7 @@ mod clock;
 mod connect;
 pub mod control;
 mod endpoint;
+mod enroll;
 mod error;
 mod fault;
 mod forward;
@@ -26,6 +28,7 @@ mod inbound;
 mod listener;
 mod metrics;
 mod mirror;
+pub mod mtls;
 mod outbound;
 mod outlier;
 pub mod peer;
@@ -40,6 +43,7 @@ mod state;
 mod swap;
 
 pub use self::cli::{LogFormat, ProxyArgs, run};
+pub use self::enroll::{EnrollError, Enrollment};
 pub use self::error::ProxyError;
 pub use self::listener::ListenerLimits;
 pub use self::proxy::{Proxy, ProxySettings, RunningProxy};

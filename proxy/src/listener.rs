@@ -33,8 +33,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use gitmesh_proxy_config::MtlsMode;
+
 use crate::body::ProxyBody;
 use crate::metrics::Metrics;
+use crate::mtls::{InboundTls, MeshStream, MeshTls};
+use crate::peer::PeerIdentity;
 
 /// hyper's own HTTP/1.1 header count limit.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
@@ -70,6 +74,7 @@ pub fn spawn<H, F>(
     limits: ListenerLimits,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<InboundTls>,
     handler: H,
 ) -> JoinHandle<()>
 where
@@ -116,6 +121,7 @@ where
             let metrics = metrics.clone();
             let open = open.clone();
             let first_byte_timeout = limits.header_read_timeout;
+            let tls = tls.clone();
             tokio::spawn(async move {
                 open.inc();
                 // A client that connects and sends nothing is cut off at the
@@ -123,38 +129,30 @@ where
                 let mut probe = [0u8; 1];
                 match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
                     Ok(Ok(n)) if n > 0 => {
-                        let svc = service_fn(move |req| {
-                            let h = handler.clone();
-                            async move { Ok::<_, Infallible>(h(req, peer).await) }
-                        });
-                        // A second descriptor of the socket, to answer 408
-                        // after hyper gives the connection up.
-                        let reply = stream
-                            .as_fd()
-                            .try_clone_to_owned()
-                            .ok()
-                            .map(std::net::TcpStream::from);
-                        let mid_request = Arc::new(AtomicBool::new(false));
-                        let io = TrackedIo {
-                            io: TokioIo::new(stream),
-                            mid_request: mid_request.clone(),
+                        let conn = Conn {
+                            name,
+                            peer,
+                            builder,
+                            watcher,
+                            metrics: metrics.clone(),
+                            handler,
                         };
-                        let conn = builder.serve_connection(io, svc);
-                        let result = watcher.watch(conn).await;
-                        if let Err(e) = result
-                            && let Some(reason) = classify(e.as_ref())
-                        {
-                            metrics.error(name, reason);
-                            tracing::debug!(listener = name, %peer, error = %e, reason, "connection error");
-                            if reason == "header-read-timeout"
-                                && mid_request.load(Ordering::Relaxed)
-                                && let Some(mut reply) = reply
-                            {
-                                // Non-blocking like the original; a small
-                                // answer fits the empty send buffer.
-                                let _ = reply.write_all(REQUEST_TIMEOUT);
-                                let _ = reply.shutdown(std::net::Shutdown::Write);
+                        match admit(name, tls.as_ref(), probe[0], &metrics) {
+                            Admit::Plaintext => conn.serve_plain(stream).await,
+                            Admit::Tls(tls) => {
+                                let handshake = tls.accept(stream);
+                                match tokio::time::timeout(first_byte_timeout, handshake).await {
+                                    Ok(Ok((stream, identity))) => {
+                                        conn.serve(stream, identity, None).await;
+                                    }
+                                    Ok(Err(e)) => {
+                                        metrics.error(name, "tls-handshake-failed");
+                                        tracing::debug!(listener = name, %peer, error = %e, "mTLS handshake refused");
+                                    }
+                                    Err(_) => metrics.error(name, "tls-handshake-timeout"),
+                                }
                             }
+                            Admit::Refuse(reason) => refuse(stream, reason).await,
                         }
                     }
                     Ok(_) => {}
@@ -176,6 +174,125 @@ where
     })
 }
 
+/// What to do with a new connection, from its first byte.
+enum Admit {
+    Plaintext,
+    Tls(Arc<MeshTls>),
+    Refuse(&'static [u8]),
+}
+
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// Plaintext or mTLS, by the mode in force and the first byte (`permissive`
+/// serves both on one port).
+fn admit(name: &'static str, tls: Option<&InboundTls>, first: u8, metrics: &Metrics) -> Admit {
+    let Some(tls) = tls else {
+        return Admit::Plaintext;
+    };
+    let mode = (tls.mode)();
+    match (first == TLS_HANDSHAKE, mode, &tls.tls) {
+        (_, MtlsMode::Disabled, _) => Admit::Plaintext,
+        (true, _, Some(t)) => Admit::Tls(t.clone()),
+        (true, _, None) => {
+            metrics.error(name, "mtls-unavailable");
+            Admit::Refuse(b"")
+        }
+        (false, MtlsMode::Permissive, _) => Admit::Plaintext,
+        (false, MtlsMode::Strict, _) => {
+            metrics.error(name, "plaintext-refused");
+            Admit::Refuse(MTLS_REQUIRED)
+        }
+    }
+}
+
+/// The answer to plaintext on a strict listener.
+const MTLS_REQUIRED: &[u8] = b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\n\
+x-gitmesh-error: mtls-required\r\nconnection: close\r\ncontent-length: 13\r\n\r\n\
+mtls-required";
+
+async fn refuse(mut stream: TcpStream, answer: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    if !answer.is_empty() {
+        let _ = stream.write_all(answer).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+/// One accepted connection, ready to be served.
+struct Conn<H> {
+    name: &'static str,
+    peer: SocketAddr,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    metrics: Arc<Metrics>,
+    handler: H,
+}
+
+impl<H, F> Conn<H>
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<ProxyBody>> + Send + 'static,
+{
+    async fn serve_plain(self, stream: TcpStream) {
+        // A second descriptor of the socket, to answer 408 after hyper
+        // gives the connection up.
+        let reply = stream
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(std::net::TcpStream::from);
+        self.serve(MeshStream::Plain(stream), None, reply).await;
+    }
+
+    /// Serves HTTP on `stream`; every request carries the caller's
+    /// `identity` (mTLS) in its extensions.
+    async fn serve(
+        self,
+        stream: MeshStream,
+        identity: Option<PeerIdentity>,
+        reply: Option<std::net::TcpStream>,
+    ) {
+        let Conn {
+            name,
+            peer,
+            builder,
+            watcher,
+            metrics,
+            handler,
+        } = self;
+        let svc = service_fn(move |mut req: Request<Incoming>| {
+            if let Some(id) = &identity {
+                req.extensions_mut().insert(id.clone());
+            }
+            let h = handler.clone();
+            async move { Ok::<_, Infallible>(h(req, peer).await) }
+        });
+        let mid_request = Arc::new(AtomicBool::new(false));
+        let io = TrackedIo {
+            io: TokioIo::new(stream),
+            mid_request: mid_request.clone(),
+        };
+        let conn = builder.serve_connection(io, svc);
+        let result = watcher.watch(conn).await;
+        if let Err(e) = result
+            && let Some(reason) = classify(e.as_ref())
+        {
+            metrics.error(name, reason);
+            tracing::debug!(listener = name, %peer, error = %e, reason, "connection error");
+            if reason == "header-read-timeout"
+                && mid_request.load(Ordering::Relaxed)
+                && let Some(mut reply) = reply
+            {
+                // Non-blocking like the original; a small answer fits the
+                // empty send buffer.
+                let _ = reply.write_all(REQUEST_TIMEOUT);
+                let _ = reply.shutdown(std::net::Shutdown::Write);
+            }
+        }
+    }
+}
+
 /// The answer to a client too slow to send its request head.
 const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\n\
 x-gitmesh-error: header-read-timeout\r\nconnection: close\r\ncontent-length: 19\r\n\r\n\
@@ -185,7 +302,7 @@ header-read-timeout";
 /// arrived since the last response bytes were written (a request head in
 /// progress, for the 408 decision).
 struct TrackedIo {
-    io: TokioIo<TcpStream>,
+    io: TokioIo<MeshStream>,
     mid_request: Arc<AtomicBool>,
 }
 

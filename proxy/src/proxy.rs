@@ -19,6 +19,7 @@ use crate::inbound::Inbound;
 use crate::listener::{self, ListenerLimits};
 use crate::metrics::Metrics;
 use crate::mirror::Mirrors;
+use crate::mtls::{InboundTls, MeshIdentity, MeshTls};
 use crate::outbound::Outbound;
 use crate::state::StateDir;
 use crate::swap::ConfigStore;
@@ -40,6 +41,9 @@ pub struct ProxySettings {
     pub replay_buffer_bytes: usize,
     /// Most mirrored copies in flight at once.
     pub max_mirrors: usize,
+    /// The sidecar's mTLS identity; without one, it speaks plaintext only
+    /// (and a `strict` inbound refuses everything).
+    pub identity: Option<Arc<MeshIdentity>>,
 }
 
 impl Default for ProxySettings {
@@ -54,6 +58,7 @@ impl Default for ProxySettings {
             limits: ListenerLimits::default(),
             replay_buffer_bytes: 64 * 1024,
             max_mirrors: 256,
+            identity: None,
         }
     }
 }
@@ -112,6 +117,12 @@ impl Proxy {
                     .map_err(|_| ProxyError::BadApp(a.to_string()))
             })
             .transpose()?;
+        let tls = settings
+            .identity
+            .clone()
+            .map(MeshTls::new)
+            .transpose()
+            .map_err(|e| ProxyError::Tls(e.to_string()))?;
         let metrics = Arc::new(Metrics::new());
         let clock = Clock::start();
         let store = Arc::new(
@@ -120,6 +131,7 @@ impl Proxy {
                 metrics.clone(),
                 settings.state_dir.clone().map(StateDir::new),
                 settings.service.clone(),
+                tls.clone(),
             )
             .map_err(|invalid| ProxyError::InvalidConfig {
                 path: None,
@@ -154,6 +166,14 @@ impl Proxy {
             metrics: metrics.clone(),
         });
         let limits = settings.limits.clone();
+        let mode_store = store.clone();
+        let inbound_tls = InboundTls {
+            tls: tls.clone(),
+            mode: Arc::new(move || {
+                let config = &mode_store.current().config;
+                config.inbound.mtls.unwrap_or(config.mesh.mtls)
+            }),
+        };
         let tasks = vec![
             listener::spawn(
                 "outbound",
@@ -161,6 +181,7 @@ impl Proxy {
                 limits.clone(),
                 metrics.clone(),
                 signal.clone(),
+                None,
                 move |req, peer| outbound.clone().handle(req, peer),
             ),
             listener::spawn(
@@ -169,6 +190,7 @@ impl Proxy {
                 limits.clone(),
                 metrics.clone(),
                 signal.clone(),
+                Some(inbound_tls),
                 move |req, _| inbound.clone().handle(req),
             ),
             listener::spawn(
@@ -177,6 +199,7 @@ impl Proxy {
                 limits,
                 metrics.clone(),
                 signal,
+                None,
                 move |req, _| {
                     let response = admin.handle(&req);
                     async move { response }

@@ -10,6 +10,8 @@ use crate::body::ProxyBody;
 pub static X_GITMESH_ERROR: HeaderName = HeaderName::from_static("x-gitmesh-error");
 pub static X_GITMESH_OVERLOADED: HeaderName = HeaderName::from_static("x-gitmesh-overloaded");
 pub static X_GITMESH_FAULT: HeaderName = HeaderName::from_static("x-gitmesh-fault");
+/// On a 403, the intention rule that denied the request.
+pub static X_GITMESH_RULE: HeaderName = HeaderName::from_static("x-gitmesh-rule");
 
 /// An error answer naming its reason in `x-gitmesh-error` and the body.
 pub fn error(status: StatusCode, reason: &'static str) -> Response<ProxyBody> {

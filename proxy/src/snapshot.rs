@@ -15,16 +15,18 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use gitmesh_proxy_config::{
-    Filter, HealthCheck, InvalidConfig, Problem, Protocol, ProxyConfig, Redirect, RouteRule,
-    Upstream,
+    Filter, HealthCheck, InvalidConfig, MtlsMode, Problem, Protocol, ProxyConfig, Redirect,
+    RouteRule, Upstream,
 };
 
+use crate::authz::{Authorizer, JwtAuthenticator};
 use crate::balance::Balancer;
 use crate::breaker::Breaker;
 use crate::connect::{ClientKey, UpstreamClient};
 use crate::endpoint::EndpointState;
 use crate::fault::FaultPlan;
 use crate::metrics::{Metrics, TrafficMetrics};
+use crate::mtls::{MeshTls, UpstreamTls};
 use crate::outlier::OutlierPolicy;
 use crate::pool::{Pool, UpstreamService};
 use crate::retry::RetryPlan;
@@ -43,6 +45,11 @@ pub struct Snapshot {
     pub inbound_metrics: TrafficMetrics,
     /// Whole-service pools to probe, with their checks.
     pub health_checks: Vec<(Arc<Pool>, HealthCheck)>,
+    /// Intentions, compiled.
+    pub authorizer: Authorizer,
+    /// JWT authentication; its key caches survive config swaps that keep
+    /// the same JWT settings.
+    pub jwt: Option<Arc<JwtAuthenticator>>,
 }
 
 #[derive(Debug)]
@@ -74,6 +81,7 @@ struct Compiler<'a> {
     config: &'a ProxyConfig,
     metrics: &'a Metrics,
     previous: Option<&'a Snapshot>,
+    tls: Option<&'a Arc<MeshTls>>,
     problems: Vec<Problem>,
     upstreams: HashMap<String, Arc<UpstreamService>>,
     pools: HashMap<(String, Option<String>), Arc<Pool>>,
@@ -86,11 +94,13 @@ impl Snapshot {
         config: ProxyConfig,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
+        tls: Option<&Arc<MeshTls>>,
     ) -> Result<Snapshot, InvalidConfig> {
         let mut c = Compiler {
             config: &config,
             metrics,
             previous,
+            tls,
             problems: Vec::new(),
             upstreams: HashMap::new(),
             pools: HashMap::new(),
@@ -114,6 +124,22 @@ impl Snapshot {
                 health_checks.push((pool, check.clone()));
             }
         }
+        let authorizer =
+            match Authorizer::compile(&config.mesh.trust_domain, &config.inbound.authorization) {
+                Ok(a) => Some(a),
+                Err(problems) => {
+                    for (at, message) in problems {
+                        c.problem(at, message);
+                    }
+                    None
+                }
+            };
+        let jwt = config.inbound.jwt.as_ref().map(|settings| {
+            match previous.and_then(|p| p.jwt.as_ref()) {
+                Some(old) if old.config() == settings => old.clone(),
+                _ => Arc::new(JwtAuthenticator::new(settings.clone())),
+            }
+        });
         if !c.problems.is_empty() {
             return Err(InvalidConfig {
                 problems: c.problems,
@@ -138,6 +164,8 @@ impl Snapshot {
             upstreams,
             inbound_metrics,
             health_checks,
+            authorizer: authorizer.expect("no problems, so it compiled"),
+            jwt,
         })
     }
 
@@ -147,6 +175,16 @@ impl Snapshot {
 }
 
 impl Compiler<'_> {
+    /// mTLS to `u`'s sidecars when this proxy has an identity and neither
+    /// the mesh nor the upstream service turned mTLS off.
+    fn upstream_tls(&self, u: &Upstream) -> Option<UpstreamTls> {
+        let mode = u.mtls.unwrap_or(self.config.mesh.mtls);
+        if mode == MtlsMode::Disabled {
+            return None;
+        }
+        self.tls.and_then(|t| t.upstream(&u.name))
+    }
+
     fn problem(&mut self, at: String, message: impl Into<String>) {
         self.problems.push(Problem {
             at,
@@ -160,6 +198,7 @@ impl Compiler<'_> {
         let key = ClientKey {
             http2: matches!(u.protocol, Protocol::Http2 | Protocol::Grpc),
             connect_timeout: u.timeouts.connect.map(|d| d.to_std()),
+            tls: self.upstream_tls(u),
         };
         let (client, in_flight) = match previous {
             Some(p) if p.client.key == key => (p.client.clone(), p.in_flight.clone()),

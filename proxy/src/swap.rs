@@ -12,6 +12,7 @@ use gitmesh_proxy_config::{InvalidConfig, ProxyConfig};
 
 use crate::health;
 use crate::metrics::Metrics;
+use crate::mtls::MeshTls;
 use crate::snapshot::Snapshot;
 use crate::state::StateDir;
 
@@ -23,6 +24,8 @@ pub struct ConfigStore {
     state: Option<StateDir>,
     /// `--service`: overrides the config's own service name.
     service_override: Option<String>,
+    /// The sidecar's mTLS, used to reach upstream sidecars.
+    tls: Option<Arc<MeshTls>>,
     /// Serialises `apply` and holds the health-check tasks of the running
     /// config. Never held across an `.await`.
     applying: Mutex<Vec<JoinHandle<()>>>,
@@ -36,12 +39,13 @@ impl ConfigStore {
         metrics: Arc<Metrics>,
         state: Option<StateDir>,
         service_override: Option<String>,
+        tls: Option<Arc<MeshTls>>,
     ) -> Result<Self, InvalidConfig> {
         if let Some(s) = &service_override {
             config.service = s.clone();
         }
         config.validate()?;
-        let snapshot = Snapshot::compile(config, &metrics, None)?;
+        let snapshot = Snapshot::compile(config, &metrics, None, tls.as_ref())?;
         metrics.config_applied(None, &snapshot.config.version);
         let tasks = spawn_health_checks(&snapshot);
         let store = ConfigStore {
@@ -49,6 +53,7 @@ impl ConfigStore {
             metrics,
             state,
             service_override,
+            tls,
             applying: Mutex::new(tasks),
         };
         store.persist(&store.current());
@@ -73,7 +78,7 @@ impl ConfigStore {
         let old = self.current();
         let compiled = config
             .validate()
-            .and_then(|()| Snapshot::compile(config, &self.metrics, Some(&old)));
+            .and_then(|()| Snapshot::compile(config, &self.metrics, Some(&old), self.tls.as_ref()));
         let snapshot = match compiled {
             Ok(s) => Arc::new(s),
             Err(invalid) => {

@@ -66,6 +66,7 @@ pub fn compile(set: &PolicySet, version: &str, canary: &CanaryWeights) -> Snapsh
                 inbound: Inbound {
                     mtls: svc.spec.mtls,
                     authorization: authorization(&mesh, intentions.get(name).copied()),
+                    jwt: svc.spec.jwt.clone(),
                 },
                 upstreams: callees(svc, allowed.get(name), &upstreams)
                     .into_iter()
@@ -161,6 +162,7 @@ fn upstream(ix: &Index, name: &str, svc: &Service, canary: &CanaryWeights) -> Up
     Upstream {
         name: name.to_string(),
         protocol: spec.protocol,
+        mtls: spec.mtls,
         load_balancer: spec.load_balancer.clone(),
         endpoints,
         subsets,
@@ -328,16 +330,18 @@ fn authorization(mesh: &MeshSpec, intentions: Option<&IntentionsSpec>) -> Author
                 .map(|s| AuthorizationRule {
                     source: s.name.clone(),
                     action: s.action.unwrap_or(Action::Allow),
-                    permissions: s
-                        .permissions
-                        .iter()
-                        .map(|p| Permission {
-                            action: p.action,
-                            methods: p.http.methods.clone(),
-                            path: permission_path(&p.http),
-                            headers: p.http.headers.clone(),
-                        })
-                        .collect(),
+                    permissions: by_specificity(
+                        s.permissions
+                            .iter()
+                            .map(|p| Permission {
+                                action: p.action,
+                                methods: p.http.methods.clone(),
+                                path: permission_path(&p.http),
+                                headers: p.http.headers.clone(),
+                                claims: p.claims.clone(),
+                            })
+                            .collect(),
+                    ),
                 })
                 .collect()
         })
@@ -347,6 +351,37 @@ fn authorization(mesh: &MeshSpec, intentions: Option<&IntentionsSpec>) -> Author
         default_action: mesh.default_intention,
         rules,
     }
+}
+
+/// Most specific first, so that the proxy's first fit is the most specific
+/// one: exact path, then prefix (longer first), then regex, then no path;
+/// then more header and claim conditions, then a method list over any
+/// method. A stable sort: file order among equals.
+fn by_specificity(mut permissions: Vec<Permission>) -> Vec<Permission> {
+    permissions.sort_by_key(|p| {
+        let (path_rank, prefix_len) = match &p.path {
+            Some(PathMatch {
+                kind: PathMatchType::Exact,
+                ..
+            }) => (0, 0),
+            Some(PathMatch {
+                kind: PathMatchType::PathPrefix,
+                value,
+            }) => (1, usize::MAX - value.trim_end_matches('/').len()),
+            Some(PathMatch {
+                kind: PathMatchType::RegularExpression,
+                ..
+            }) => (2, 0),
+            None => (3, 0),
+        };
+        (
+            path_rank,
+            prefix_len,
+            usize::MAX - (p.headers.len() + p.claims.len()),
+            p.methods.is_empty(),
+        )
+    });
+    permissions
 }
 
 fn permission_path(http: &crate::policy::HttpPermission) -> Option<PathMatch> {
@@ -489,5 +524,70 @@ spec: {service: reviews, route: reviews, stableSubset: v1, canarySubset: v2, ste
             weights(&at_50),
             [(Some("v1".into()), 50), (Some("v2".into()), 50)]
         );
+    }
+
+    #[test]
+    fn permissions_are_ordered_most_specific_first_and_jwt_is_compiled() {
+        let policy = r#"
+apiVersion: gitmesh.dev/v1alpha1
+kind: Service
+metadata: {name: api}
+spec:
+  port: 8080
+  jwt:
+    providers:
+      - issuer: https://idp.example
+        audiences: [api]
+        jwks: {url: "https://idp.example/jwks.json"}
+---
+apiVersion: gitmesh.dev/v1alpha1
+kind: Intentions
+metadata: {name: api}
+spec:
+  destination: api
+  sources:
+    - name: "*"
+      permissions:
+        - {action: allow, http: {methods: [GET]}}
+        - {action: allow, http: {pathRegex: "/v[0-9]+/.*"}}
+        - {action: allow, http: {pathPrefix: /api}}
+        - {action: allow, http: {pathPrefix: /api/admin}, claims: {role: admin}}
+        - {action: deny, http: {pathPrefix: /api/admin}}
+        - {action: deny, http: {pathExact: /api/admin/keys}}
+"#;
+        let s = snapshots(
+            &[
+                SourceFile::new("m.yaml", MESH),
+                SourceFile::new("api.yaml", policy),
+            ],
+            &CanaryWeights::new(),
+        );
+        let inbound = &s["api"].inbound;
+        let order: Vec<(Option<&str>, Action, usize)> = inbound.authorization.rules[0]
+            .permissions
+            .iter()
+            .map(|p| {
+                (
+                    p.path.as_ref().map(|p| p.value.as_str()),
+                    p.action,
+                    p.claims.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (Some("/api/admin/keys"), Action::Deny, 0),
+                (Some("/api/admin"), Action::Allow, 1),
+                (Some("/api/admin"), Action::Deny, 0),
+                (Some("/api"), Action::Allow, 0),
+                (Some("/v[0-9]+/.*"), Action::Allow, 0),
+                (None, Action::Allow, 0),
+            ]
+        );
+        let jwt = inbound.jwt.as_ref().expect("jwt compiled");
+        assert!(jwt.required);
+        assert_eq!(jwt.providers[0].audiences, ["api"]);
+        s["api"].validate().expect("valid wire config");
     }
 }

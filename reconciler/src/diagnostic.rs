@@ -114,6 +114,14 @@ codes! {
     /// Route weights between a Rollout's stable and canary subsets: the
     /// Rollout sets them as it progresses, so what the route says is ignored.
     WeightsOwnedByRollout = "GM3015", Warning, "weights owned by a Rollout";
+    /// An intention permission requires JWT claims on a Service without `jwt`.
+    ClaimsWithoutJwt = "GM3016", Error, "claims without JWT";
+    /// A JWT provider without exactly one key source, with a plain-http
+    /// JWKS URL, or with an empty or repeated issuer.
+    BadJwtProvider = "GM3017", Error, "bad JWT provider";
+    /// An intention names a source service, but mTLS is disabled for the
+    /// destination: callers carry no identity, so the rule never matches.
+    SourceWithoutIdentity = "GM3018", Warning, "intention source without identity";
 }
 
 impl fmt::Display for Code {

@@ -8,6 +8,7 @@
 //! [`lint`] runs the checking half; [`report`] renders its diagnostics.
 
 pub mod api;
+pub mod ca;
 pub mod canary;
 pub mod compile;
 pub mod diagnostic;

@@ -174,7 +174,11 @@ fn rollouts(old: &[Located<Rollout>], new: &[Located<Rollout>]) -> Vec<RolloutCh
             Some(before) if before.spec != r.value.spec => {
                 let mut a = before.spec.clone();
                 a.paused = r.value.spec.paused;
-                let action = if a == r.value.spec {
+                let mut b = a.clone();
+                b.abort = r.value.spec.abort;
+                let action = if r.value.spec.abort && !before.spec.abort && b == r.value.spec {
+                    "abort"
+                } else if a == r.value.spec {
                     if r.value.spec.paused {
                         "pause"
                     } else {
@@ -395,5 +399,14 @@ mod tests {
         assert_eq!(plan(&b, &c, "b", "c").rollouts[0].action, "pause");
         assert_eq!(plan(&a, &c, "a", "c").rollouts[0].action, "start");
         assert_eq!(plan(&b, &a, "b", "a").rollouts[0].action, "stop");
+        let aborted = rollout.replace("steps: [25, 100]", "steps: [25, 100], abort: true");
+        let d = set(&[
+            ("s.yaml", SERVICES),
+            ("r.yaml", ROUTE_90),
+            ("ro.yaml", &aborted),
+        ]);
+        assert_eq!(plan(&b, &d, "b", "d").rollouts[0].action, "abort");
+        // Removing `abort` starts it again.
+        assert_eq!(plan(&d, &b, "d", "b").rollouts[0].action, "restart");
     }
 }

@@ -1,5 +1,6 @@
 //! Finds secrets committed to a policy repo: private keys, certificates,
-//! cloud and forge tokens, JWTs, private JWKs and `password:`-style values.
+//! cloud and forge tokens, JWTs, private JWK members (`d`, `p`, `q`, `dp`,
+//! `dq`, `qi`, `k`), tokens on command lines and `password:`-style values.
 //! Every text file is scanned, not only YAML. Messages never repeat the
 //! secret itself.
 
@@ -20,9 +21,13 @@ fn detectors() -> &'static [Detector] {
         [
             (
                 "a private key",
-                r"-----BEGIN ([A-Z]+ )*PRIVATE KEY( BLOCK)?-----",
+                r"-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY( BLOCK)?-----",
             ),
-            ("a certificate", r"-----BEGIN (TRUSTED )?CERTIFICATE-----"),
+            ("a private key", r"PuTTY-User-Key-File-[0-9]+:"),
+            (
+                "a certificate",
+                r"-----BEGIN (TRUSTED |X509 )?CERTIFICATE-----",
+            ),
             ("an AWS access key", r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
             (
                 "a GitHub token",
@@ -34,10 +39,10 @@ fn detectors() -> &'static [Detector] {
                 "a JSON Web Token",
                 r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}",
             ),
-            // The private exponent of an RSA or EC JWK.
+            // A token on a command line: `--bootstrap-token abc…`.
             (
-                "a private JSON Web Key",
-                r#""d"\s*:\s*"[A-Za-z0-9_-]{20,}""#,
+                "a token on a command line",
+                r"--[a-z-]*(token|password|secret)[ =]['\x22]?[A-Za-z0-9_][A-Za-z0-9_.~+/-]{7,}",
             ),
         ]
         .into_iter()
@@ -47,6 +52,25 @@ fn detectors() -> &'static [Detector] {
         })
         .collect()
     })
+}
+
+/// The private members of a JSON Web Key (RFC 7518 §6.2.2, §6.3.2, §6.4):
+/// the EC or RSA private exponent `d`, the RSA primes and CRT values, the
+/// symmetric `k`. In JSON or YAML, checked only in text that has a `kty`.
+fn jwk_private_member() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(
+            r#"(?m)(?:^|[{,\s])["']?(d|p|q|dp|dq|qi|k)["']?[ \t]*:[ \t]*["']?([A-Za-z0-9_-]{6,})"#,
+        )
+        .expect("JWK member pattern compiles")
+    })
+}
+
+fn has_jwk(text: &str) -> bool {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r#"["']?\bkty["']?[ \t]*:"#).expect("kty pattern compiles"))
+        .is_match(text)
 }
 
 /// `password: x`, `dbPassword = "x"`, `apiKey: x`: a key that names a secret,
@@ -90,13 +114,19 @@ fn is_placeholder(value: &str) -> bool {
 /// once per line): a 10,000-file repo is scanned in milliseconds.
 pub fn scan(file: &str, text: &str) -> Vec<Diagnostic> {
     let mut hits: Vec<(usize, usize, String)> = Vec::new();
-    let jwk = text.contains("\"kty\"");
     for d in detectors() {
-        if d.what == "a private JSON Web Key" && !jwk {
-            continue;
-        }
         for m in d.pattern.find_iter(text) {
             hits.push((m.start(), m.end(), d.what.to_string()));
+        }
+    }
+    if has_jwk(text) {
+        for c in jwk_private_member().captures_iter(text) {
+            let (member, value) = (c.get(1).expect("group 1"), c.get(2).expect("group 2"));
+            hits.push((
+                value.start(),
+                value.end(),
+                format!("the private member `{}` of a JSON Web Key", member.as_str()),
+            ));
         }
     }
     // A line with a known secret is reported once, for that secret.
@@ -179,8 +209,99 @@ mod tests {
         );
         assert_eq!(
             found(r#"{"kty":"EC","crv":"P-256","x":"abc","d":"Xf3sKnH2Jq8vLmP0aB7cD9eF1gH3iJ5k"}"#),
-            [(1, 37)]
+            [(1, 42)]
         );
+    }
+
+    fn what(text: &str) -> Vec<String> {
+        scan("f", text).into_iter().map(|d| d.message).collect()
+    }
+
+    #[test]
+    fn catches_every_pem_private_key_and_certificate_form() {
+        for header in [
+            "-----BEGIN PRIVATE KEY-----",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY-----",
+            "-----BEGIN EC PRIVATE KEY-----",
+            "-----BEGIN DSA PRIVATE KEY-----",
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+            "-----BEGIN PGP PRIVATE KEY BLOCK-----",
+            "-----BEGIN ED25519 PRIVATE KEY-----",
+            "PuTTY-User-Key-File-3: ssh-ed25519",
+        ] {
+            assert_eq!(
+                what(&format!("key: |\n  {header}\n  MIIB\n")),
+                ["a private key is committed to the policy repo"],
+                "{header}"
+            );
+        }
+        for header in [
+            "-----BEGIN CERTIFICATE-----",
+            "-----BEGIN TRUSTED CERTIFICATE-----",
+            "-----BEGIN X509 CERTIFICATE-----",
+        ] {
+            assert_eq!(
+                what(header),
+                ["a certificate is committed to the policy repo"],
+                "{header}"
+            );
+        }
+        // Public keys and requests are not secrets.
+        assert!(found("-----BEGIN PUBLIC KEY-----").is_empty());
+        assert!(found("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl user@host").is_empty());
+    }
+
+    #[test]
+    fn catches_bootstrap_tokens_in_every_shape() {
+        assert_eq!(found("bootstrapToken: 7f3a9c0e5d2b"), [(1, 17)]);
+        assert_eq!(found("GITMESH_BOOTSTRAP_TOKEN=7f3a9c0e5d2b"), [(1, 25)]);
+        assert_eq!(found("  - --bootstrap-token=7f3a9c0e5d2b"), [(1, 5)]);
+        assert_eq!(
+            found("args: [\"--bootstrap-token 7f3a9c0e5d2b\"]"),
+            [(1, 9)]
+        );
+        for ok in [
+            "bootstrapTokenFile: /etc/gitmesh/token",
+            "bootstrapTokenEnv: GITMESH_BOOTSTRAP_TOKEN",
+            "--bootstrap-token-file /etc/gitmesh/token",
+            "--bootstrap-token $GITMESH_TOKEN",
+            "--bootstrap-token /run/secrets/token",
+        ] {
+            assert!(found(ok).is_empty(), "{ok}: {:?}", what(ok));
+        }
+    }
+
+    #[test]
+    fn catches_every_private_jwk_member_in_json_and_yaml() {
+        for member in ["d", "p", "q", "dp", "dq", "qi"] {
+            let json = format!(
+                r#"{{"keys":[{{"kty":"RSA","n":"sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri","e":"AQAB","{member}":"VFCWOqXr8nvZNyaaJLXdnNPXZKRaWCjkU5Q2egQQpTBMwhprMzWzpR8Sxq1O"}}]}}"#
+            );
+            assert_eq!(
+                what(&json),
+                [format!(
+                    "the private member `{member}` of a JSON Web Key is committed to the policy repo"
+                )],
+                "{member}"
+            );
+            let yaml =
+                format!("keys:\n  - kty: RSA\n    e: AQAB\n    {member}: VFCWOqXr8nvZNyaaJLXd\n");
+            assert_eq!(found(&yaml).len(), 1, "{member} in YAML");
+        }
+        let symmetric = r#"{"kty":"oct","kid":"hmac","k":"GawgguFyGrWKav7AX4VKUg"}"#;
+        assert_eq!(found(symmetric).len(), 1);
+    }
+
+    #[test]
+    fn a_public_jwks_passes() {
+        for public in [
+            include_str!("../../proxy/tests/fixtures/jwks-a.json"),
+            include_str!("../../proxy/tests/fixtures/jwks-b.json"),
+            "keys:\n  - kty: EC\n    kid: ec-1\n    crv: P-256\n    x: f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\n    y: x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\n",
+        ] {
+            assert!(found(public).is_empty(), "{:?}", what(public));
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use gitmesh_proxy_config::{Action, PathMatchType, ValueMatchType};
+use gitmesh_proxy_config::{Action, MtlsMode, PathMatchType, ValueMatchType};
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::index::Index;
@@ -26,6 +26,9 @@ pub fn check(set: &PolicySet) -> Vec<Diagnostic> {
     unreachable_rules(ix, &mut out);
     rollouts(ix, &mut out);
     intentions(ix, &mut out);
+    jwt_providers(ix, &mut out);
+    claims_without_jwt(ix, &mut out);
+    sources_without_identity(ix, &mut out);
     denied_upstreams(ix, &mut out);
     rollout_owned_weights(ix, &mut out);
     out
@@ -972,6 +975,128 @@ fn intention_source<T>(
         for (h, header) in http.headers.iter().enumerate() {
             if header.kind == ValueMatchType::RegularExpression {
                 regex(obj, &format!("{pat}/headers/{h}/value"), &header.value, out);
+            }
+        }
+    }
+}
+
+/// GM3017: a Service's JWT providers must each name an issuer once and
+/// exactly one key source; a JWKS URL must be https (http only to a
+/// loopback address).
+fn jwt_providers(ix: &Index, out: &mut Vec<Diagnostic>) {
+    for svc in &ix.set.services {
+        let Some(jwt) = &svc.value.spec.jwt else {
+            continue;
+        };
+        if jwt.providers.is_empty() {
+            out.push(diag(
+                svc,
+                Code::BadJwtProvider,
+                "/spec/jwt/providers",
+                "`jwt` needs at least one provider".into(),
+            ));
+        }
+        let mut issuers = BTreeSet::new();
+        for (i, p) in jwt.providers.iter().enumerate() {
+            let at = format!("/spec/jwt/providers/{i}");
+            if p.issuer.is_empty() || !issuers.insert(p.issuer.as_str()) {
+                out.push(diag(
+                    svc,
+                    Code::BadJwtProvider,
+                    &format!("{at}/issuer"),
+                    format!("issuer `{}` is empty or given twice", p.issuer),
+                ));
+            }
+            match (&p.jwks.file, &p.jwks.url) {
+                (Some(_), None) => {}
+                (None, Some(url)) => {
+                    if let Err(message) = gitmesh_proxy_config::check_jwks_url(url) {
+                        out.push(
+                            diag(svc, Code::BadJwtProvider, &format!("{at}/jwks/url"), message)
+                                .with_hint("keys fetched over plain http could be swapped by anyone on the path"),
+                        );
+                    }
+                }
+                _ => out.push(diag(
+                    svc,
+                    Code::BadJwtProvider,
+                    &format!("{at}/jwks"),
+                    "give exactly one of `file` and `url`".into(),
+                )),
+            }
+            if p.jwks.refresh.is_zero() {
+                out.push(diag(
+                    svc,
+                    Code::BadJwtProvider,
+                    &format!("{at}/jwks/refresh"),
+                    "the JWKS refresh interval must be more than zero".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// GM3016: a permission requires JWT claims, but its destination Service
+/// has no `jwt`: no request could ever carry verified claims.
+fn claims_without_jwt(ix: &Index, out: &mut Vec<Diagnostic>) {
+    for it in &ix.set.intentions {
+        let destination = &it.value.spec.destination;
+        let has_jwt = ix
+            .service(destination)
+            .is_some_and(|s| s.value.spec.jwt.is_some());
+        if has_jwt {
+            continue;
+        }
+        for (i, source) in it.value.spec.sources.iter().enumerate() {
+            for (p, permission) in source.permissions.iter().enumerate() {
+                if !permission.claims.is_empty() {
+                    out.push(
+                        diag(
+                            it,
+                            Code::ClaimsWithoutJwt,
+                            &format!("/spec/sources/{i}/permissions/{p}/claims"),
+                            format!("this permission requires JWT claims, but Service `{destination}` has no `jwt`"),
+                        )
+                        .with_hint(format!("add `jwt.providers` to Service `{destination}`, or drop `claims`")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// GM3018: with mTLS disabled for the destination, callers carry no
+/// identity, so a rule naming a source service never matches (only `*`
+/// rules and the default apply).
+fn sources_without_identity(ix: &Index, out: &mut Vec<Diagnostic>) {
+    let mesh_mode = ix
+        .set
+        .meshes
+        .first()
+        .map_or(MtlsMode::default(), |m| m.value.spec.mtls.mode);
+    for it in &ix.set.intentions {
+        let destination = &it.value.spec.destination;
+        let mode = ix
+            .service(destination)
+            .and_then(|s| s.value.spec.mtls)
+            .unwrap_or(mesh_mode);
+        if mode != MtlsMode::Disabled {
+            continue;
+        }
+        for (i, source) in it.value.spec.sources.iter().enumerate() {
+            if source.name != "*" {
+                out.push(
+                    diag(
+                        it,
+                        Code::SourceWithoutIdentity,
+                        &format!("/spec/sources/{i}/name"),
+                        format!(
+                            "mTLS is disabled for `{destination}`: callers carry no identity, so the rule for `{}` never matches",
+                            source.name
+                        ),
+                    )
+                    .with_hint("enable mTLS (`permissive` or `strict`), or write the rule for `*`"),
+                );
             }
         }
     }

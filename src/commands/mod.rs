@@ -1,13 +1,16 @@
 //! One module per subcommand: parse arguments, call the library, print.
 
+pub mod ca;
 pub mod compile;
 pub mod demo;
 pub mod demo_app;
+pub mod explain;
 pub mod history;
 pub mod lint;
 pub mod plan;
 pub mod proxy;
 pub mod reconcile;
+pub mod rollout;
 pub mod schema;
 pub mod status;
 

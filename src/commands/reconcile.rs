@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use gitmesh_reconciler::api::{ApiServer, RegistryHandle};
+use gitmesh_reconciler::api::{ApiServer, BootstrapTokens, CertificateService, RegistryHandle};
+use gitmesh_reconciler::ca::MeshCa;
 use gitmesh_reconciler::reconcile::{Daemon, DaemonSettings, Metrics};
 use gitmesh_reconciler::status::Identity;
 use gitmesh_reconciler::watch::{
@@ -23,6 +24,11 @@ use tokio::sync::watch;
 /// Invalid commits are never applied (recorded as rejected); a NACK, an
 /// unhealthy proxy or the progress deadline reverts the proxies already
 /// updated. Restarted, it resumes from what the status branch records.
+///
+/// Canary Rollouts of the live version are promoted step by step while
+/// their metric gates pass (read from the callers' sidecars' /metrics), and
+/// a completed one's final weights are committed back to --branch (pushed
+/// without force in remote mode). See docs/canary.md.
 ///
 /// It serves the proxy API, `GET /v1/status`, `GET /metrics` and, with a
 /// secret, `POST /v1/hooks/git` on --listen.
@@ -73,6 +79,27 @@ pub struct ReconcileArgs {
     /// webhook is served.
     #[arg(long, value_name = "FILE")]
     webhook_secret_file: Option<PathBuf>,
+    /// Mesh CA: bootstrap tokens that let sidecars get certificates
+    /// (`POST /v1/certificates`), one `<service>: <token>` per line, `*:
+    /// <token>` for any service without its own. GITMESH_BOOTSTRAP_TOKEN
+    /// sets a global token instead. Without either, no CA is served.
+    #[arg(long, value_name = "FILE")]
+    bootstrap_token_file: Option<PathBuf>,
+    /// The mesh CA's root certificate (PEM), with --ca-key. Default: a root
+    /// generated on first start into <data-dir>/ca, or <repo>/.git/gitmesh/ca
+    /// for a local repo (never into the policy files).
+    #[arg(long, value_name = "FILE", requires = "ca_key")]
+    ca_cert: Option<PathBuf>,
+    /// The mesh CA's private key (PEM), with --ca-cert.
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    ca_key: Option<PathBuf>,
+    /// The SPIFFE trust domain of issued certificates; must be the Mesh's
+    /// `trustDomain`.
+    #[arg(long, value_name = "DOMAIN", default_value = "gitmesh.local")]
+    trust_domain: String,
+    /// Lifetime of issued sidecar certificates (sidecars renew at 2/3).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    cert_lifetime: Duration,
     /// Author of the status commits.
     #[arg(long, default_value = "gitmesh")]
     author_name: String,
@@ -145,6 +172,16 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let m = metrics.clone();
     server = server.with_metrics(move || m.render());
+    if let Some(tokens) = bootstrap_tokens(args.bootstrap_token_file.as_deref())? {
+        let ca = mesh_ca(&args)?;
+        tracing::info!(trust_domain = %ca.trust_domain(), "mesh CA serving POST /v1/certificates");
+        server = server.with_certificates(CertificateService::new(
+            ca,
+            tokens,
+            args.cert_lifetime,
+            metrics.certificate_requests.clone(),
+        ));
+    }
     if let Some(secret) = webhook_secret(args.webhook_secret_file.as_deref())? {
         server = server.with_webhook(secret, move || trigger());
     }
@@ -193,6 +230,43 @@ fn status_branch_of(repo: &std::path::Path, branch: &str) -> String {
 }
 
 /// The webhook secret from --webhook-secret-file or GITMESH_WEBHOOK_SECRET.
+fn bootstrap_tokens(file: Option<&std::path::Path>) -> anyhow::Result<Option<BootstrapTokens>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading bootstrap tokens from {}", file.display()))?;
+        let tokens = BootstrapTokens::parse(&text)
+            .with_context(|| format!("bootstrap tokens in {}", file.display()))?;
+        return Ok(Some(tokens));
+    }
+    match std::env::var("GITMESH_BOOTSTRAP_TOKEN") {
+        Ok(t) if !t.is_empty() => Ok(Some(
+            BootstrapTokens::global(&t).context("GITMESH_BOOTSTRAP_TOKEN")?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// The CA root: from --ca-cert/--ca-key, else kept in the data dir (or the
+/// local repo's .git dir), generated on first start.
+fn mesh_ca(args: &ReconcileArgs) -> anyhow::Result<MeshCa> {
+    if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
+        };
+        return MeshCa::from_pem(&args.trust_domain, &read(cert)?, &read(key)?)
+            .context("loading the mesh CA");
+    }
+    let dir = match (&args.data_dir, &args.remote) {
+        (Some(data), _) => data.join("ca"),
+        (None, None) if args.repo.join(".git").is_dir() => args.repo.join(".git/gitmesh/ca"),
+        _ => anyhow::bail!(
+            "the mesh CA needs a place for its key: pass --data-dir, or --ca-cert and --ca-key"
+        ),
+    };
+    MeshCa::load_or_generate(&dir, &args.trust_domain)
+        .with_context(|| format!("mesh CA in {}", dir.display()))
+}
+
 fn webhook_secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {
     if let Some(file) = file {
         let text = std::fs::read_to_string(file)

@@ -8,6 +8,7 @@
 //! | GET    | `/v1/proxies/{id}/config?known=D&wait=30s` | → 200 [`ConfigUpdate`], or 304 when the assigned config is still `D` after `wait` (long poll) |
 //! | POST   | `/v1/proxies/{id}/ack`            | [`Ack`] → 204                          |
 //! | POST   | `/v1/proxies/{id}/heartbeat`      | [`Heartbeat`] → 204                    |
+//! | POST   | `/v1/certificates` (bearer bootstrap token) | [`CertificateSigningRequest`] → [`IssuedCertificate`]; 401 wrong token, 400 refused CSR |
 //!
 //! An unknown `id` (the reconciler restarted and forgot it) answers 404:
 //! the proxy registers again with the same `id`, keeping its config.
@@ -111,4 +112,25 @@ impl ConfigUpdate {
     pub fn is_consistent(&self) -> bool {
         self.digest == self.config.digest()
     }
+}
+
+/// `POST /v1/certificates` (with `Authorization: Bearer <bootstrap token>`):
+/// a sidecar asks the mesh CA for its identity. The key stays with the
+/// sidecar; only the CSR travels.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CertificateSigningRequest {
+    pub service: String,
+    /// PEM `CERTIFICATE REQUEST` whose only SAN is the service's SPIFFE ID.
+    pub csr: String,
+}
+
+/// The mesh CA's answer to a [`CertificateSigningRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuedCertificate {
+    /// PEM certificate (the leaf; the root is in `caBundle`).
+    pub certificate: String,
+    /// PEM root(s) of the mesh CA.
+    pub ca_bundle: String,
 }

@@ -15,12 +15,13 @@ pub use self::duration::{DURATION_PATTERN, Duration, DurationError};
 pub use self::types::{
     Action, Authorization, AuthorizationRule, Backend, Backoff, CircuitBreaker, Endpoint, Fault,
     FaultAbort, FaultDelay, Filter, HashKind, HashOn, Header, HeaderMatch, HeaderModifier,
-    HealthCheck, Inbound, LoadBalancer, LoadBalancerPolicy, MeshSettings, Mirror, MtlsMode,
-    OutlierDetection, PathMatch, PathMatchType, PathModifier, Permission, Protocol, ProxyConfig,
-    QueryParamMatch, Redirect, RetryBudget, RetryOn, RetryPolicy, Route, RouteMatch, RouteRule,
-    RouteTimeouts, SubsetSelector, Timeouts, Upstream, UrlRewrite, ValueMatchType,
+    HealthCheck, Inbound, JwksSource, JwtAuthentication, JwtProvider, LoadBalancer,
+    LoadBalancerPolicy, MeshSettings, Mirror, MtlsMode, OutlierDetection, PathMatch, PathMatchType,
+    PathModifier, Permission, Protocol, ProxyConfig, QueryParamMatch, Redirect, RetryBudget,
+    RetryOn, RetryPolicy, Route, RouteMatch, RouteRule, RouteTimeouts, SubsetSelector, Timeouts,
+    Upstream, UrlRewrite, ValueMatchType,
 };
-pub use self::validate::{InvalidConfig, Problem};
+pub use self::validate::{InvalidConfig, Problem, check_jwks_url};
 
 /// The JSON Schema of the wire format, for editors and for `gitmesh schema`.
 pub fn json_schema() -> schemars::Schema {

@@ -76,6 +76,64 @@ pub struct Inbound {
     pub mtls: Option<MtlsMode>,
     #[serde(default)]
     pub authorization: Authorization,
+    /// JWT authentication of end-user tokens on inbound requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtAuthentication>,
+}
+
+/// Requests carry a JWT (`Authorization: Bearer …`) that one of the
+/// providers must have signed. A bad token is refused with 401; a missing
+/// one too unless `required` is false (its claims are then absent, and
+/// permissions that require claims do not match).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtAuthentication {
+    /// Whether a request without a token is refused (401).
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// Trusted issuers; a token is checked by the provider whose `issuer`
+    /// equals its `iss` claim.
+    #[schemars(length(min = 1))]
+    pub providers: Vec<JwtProvider>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwtProvider {
+    /// The `iss` claim this provider's tokens carry.
+    pub issuer: String,
+    /// The token's `aud` must name at least one of these; empty: not checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+    /// Where the provider's public keys are.
+    pub jwks: JwksSource,
+    /// Seconds of clock skew allowed on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// A JSON Web Key Set, from a file on the proxy's host or an URL (https, or
+/// http to a loopback address), cached and refreshed every `refresh`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JwksSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// How long fetched keys are used before they are fetched again. A
+    /// token signed by an unknown key id also triggers a refetch (at most
+    /// once per 5 s).
+    #[serde(default = "default_jwks_refresh")]
+    pub refresh: Duration,
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// Intentions, compiled: who may call this service, and with what.
@@ -139,6 +197,11 @@ pub struct Permission {
     pub path: Option<PathMatch>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<HeaderMatch>,
+    /// Claims the request's verified JWT must carry (a string claim equal to
+    /// the value, or an array claim containing it). Without a token such a
+    /// permission never matches.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
 }
 
 /// One destination service the local app may call.
@@ -149,6 +212,10 @@ pub struct Upstream {
     pub name: String,
     #[serde(default)]
     pub protocol: Protocol,
+    /// The upstream service's own mTLS mode when it overrides the mesh's
+    /// (`disabled`: callers reach it in plaintext).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsMode>,
     #[serde(default)]
     pub load_balancer: LoadBalancer,
     /// Instances of the service. Each belongs to at most one subset.

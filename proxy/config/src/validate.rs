@@ -91,6 +91,49 @@ impl ProxyConfig {
                     v.header_name(&format!("{at}.headers[{k}].name"), &h.name);
                     v.value_match(&format!("{at}.headers[{k}]"), h.kind, &h.value);
                 }
+                for (method_index, m) in permission.methods.iter().enumerate() {
+                    if !is_token(m) {
+                        v.problem(
+                            format!("{at}.methods[{method_index}]"),
+                            format!("`{m}` is not an HTTP method"),
+                        );
+                    }
+                }
+                if !permission.claims.is_empty() && self.inbound.jwt.is_none() {
+                    v.problem(
+                        format!("{at}.claims"),
+                        "requires claims but inbound.jwt is not configured: no request could match",
+                    );
+                }
+            }
+        }
+        if let Some(jwt) = &self.inbound.jwt {
+            if jwt.providers.is_empty() {
+                v.problem("inbound.jwt.providers", "must name at least one provider");
+            }
+            let mut issuers = BTreeSet::new();
+            for (i, p) in jwt.providers.iter().enumerate() {
+                let at = format!("inbound.jwt.providers[{i}]");
+                if p.issuer.is_empty() {
+                    v.problem(format!("{at}.issuer"), "must not be empty");
+                } else if !issuers.insert(p.issuer.as_str()) {
+                    v.problem(
+                        format!("{at}.issuer"),
+                        format!("issuer `{}` is given twice", p.issuer),
+                    );
+                }
+                match (&p.jwks.file, &p.jwks.url) {
+                    (Some(_), None) => {}
+                    (None, Some(url)) => {
+                        if let Err(m) = check_jwks_url(url) {
+                            v.problem(format!("{at}.jwks.url"), m);
+                        }
+                    }
+                    _ => v.problem(format!("{at}.jwks"), "give exactly one of `file` and `url`"),
+                }
+                if p.jwks.refresh.is_zero() {
+                    v.problem(format!("{at}.jwks.refresh"), "must be more than zero");
+                }
             }
         }
     }
@@ -228,6 +271,30 @@ fn is_host_port(address: &str) -> bool {
 }
 
 /// An HTTP field name (RFC 9110 `token`).
+/// A JWKS URL must be https, or http to a loopback host (tests, a local
+/// identity provider): keys fetched in clear text over a network could be
+/// swapped by anyone on the path.
+pub fn check_jwks_url(url: &str) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!("`{url}` is not an https:// URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{url}` must use https (plain http is allowed only to a loopback address)"
+        ))
+    }
+}
+
 fn is_token(name: &str) -> bool {
     !name.is_empty()
         && name

@@ -47,14 +47,14 @@ fn anchored(pattern: &str) -> Result<Regex, CompileError> {
 }
 
 impl ValueMatcher {
-    fn compile(kind: ValueMatchType, value: &str) -> Result<Self, CompileError> {
+    pub fn compile(kind: ValueMatchType, value: &str) -> Result<Self, CompileError> {
         Ok(match kind {
             ValueMatchType::Exact => ValueMatcher::Exact(value.to_string()),
             ValueMatchType::RegularExpression => ValueMatcher::Regex(anchored(value)?),
         })
     }
 
-    fn matches(&self, value: &str) -> bool {
+    pub fn matches(&self, value: &str) -> bool {
         match self {
             ValueMatcher::Exact(v) => v == value,
             ValueMatcher::Regex(r) => r.is_match(value),

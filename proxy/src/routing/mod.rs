@@ -10,7 +10,7 @@ use gitmesh_proxy_config::Route;
 
 pub use self::filters::{HeaderEdit, RedirectFrom, Rewrite, modify_path, redirect_location};
 use self::matcher::MatchSpec;
-pub use self::matcher::{CompileError, RequestView};
+pub use self::matcher::{CompileError, PathMatcher, RequestView, ValueMatcher};
 use self::precedence::Precedence;
 
 /// The rule a request matched and how much of its path a prefix covered.

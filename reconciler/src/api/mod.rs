@@ -6,8 +6,10 @@
 //! gives the reconciler loop a [`RegistryHandle`] to assign configs, read a
 //! snapshot and subscribe to changes (level-triggered: re-read on change).
 
+pub mod certificates;
 pub mod registry;
 pub mod server;
 
+pub use self::certificates::{BootstrapTokens, CertificateService, OutcomeLabels};
 pub use self::registry::{LastAck, MISSED_HEARTBEATS, ProxyView, Registry, RegistryError};
 pub use self::server::{ApiError, ApiServer, RegistryHandle};

@@ -27,8 +27,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use gitmesh_proxy_config::api::{Ack, ConfigUpdate, Heartbeat, Registered, Registration};
+use gitmesh_proxy_config::api::{
+    Ack, CertificateSigningRequest, ConfigUpdate, Heartbeat, Registered, Registration,
+};
 
+use super::certificates::{CertificateService, Refused};
 use super::registry::{ProxyView, Registry, RegistryError};
 
 /// Largest request body accepted (a registration, an ACK, a heartbeat).
@@ -223,6 +226,7 @@ struct Extras {
     webhook: Option<(Arc<[u8]>, OnPush)>,
     /// `GET /metrics`: renders the text exposition format.
     metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    certificates: Option<Arc<CertificateService>>,
 }
 
 impl std::fmt::Debug for Extras {
@@ -230,6 +234,7 @@ impl std::fmt::Debug for Extras {
         f.debug_struct("Extras")
             .field("webhook", &self.webhook.is_some())
             .field("metrics", &self.metrics.is_some())
+            .field("certificates", &self.certificates.is_some())
             .finish()
     }
 }
@@ -270,6 +275,12 @@ impl ApiServer {
         on_push: impl Fn() + Send + Sync + 'static,
     ) -> Self {
         self.extras.webhook = Some((secret.into(), Arc::new(on_push)));
+        self
+    }
+
+    /// Serves `POST /v1/certificates` (the mesh CA, behind bootstrap tokens).
+    pub fn with_certificates(mut self, service: Arc<CertificateService>) -> Self {
+        self.extras.certificates = Some(service);
         self
     }
 
@@ -392,6 +403,13 @@ async fn route(
             ),
         },
         (["v1", "status"], Method::GET) => status(registry),
+        (["v1", "certificates"], Method::POST) => match &extras.certificates {
+            Some(ca) => certificate(req, ca).await,
+            None => text(
+                StatusCode::NOT_FOUND,
+                "no mesh CA here (start the reconciler with --bootstrap-token-file or GITMESH_BOOTSTRAP_TOKEN)\n",
+            ),
+        },
         (["v1", "proxies"], Method::POST) => match read_json::<Registration>(req).await {
             Ok(registration) => match registry.register(registration) {
                 Ok(registered) => json(StatusCode::OK, &registered),
@@ -426,6 +444,26 @@ async fn route(
             "routes: POST /v1/proxies, GET /v1/proxies/{id}/config, POST /v1/proxies/{id}/ack, \
              POST /v1/proxies/{id}/heartbeat, GET /v1/status, GET /healthz\n",
         ),
+    }
+}
+
+/// `POST /v1/certificates`: token first (401 on anything but the right
+/// one), then the CSR (400 with the reason).
+async fn certificate(req: Request<Incoming>, ca: &CertificateService) -> Answer {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let request = match read_json::<CertificateSigningRequest>(req).await {
+        Ok(r) => r,
+        Err(answer) => return answer,
+    };
+    match ca.issue(token.as_deref(), &request, std::time::SystemTime::now()) {
+        Ok(issued) => json(StatusCode::OK, &issued),
+        Err(e @ Refused::Token) => error(StatusCode::UNAUTHORIZED, &e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 

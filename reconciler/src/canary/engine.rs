@@ -16,6 +16,10 @@
 //! - `paused: true`: hold at the step whatever the gates say, but failures
 //!   still count and still roll back. The deadline does not run while
 //!   paused; resuming restarts the step's clock.
+//! - Pausing and resuming are recorded when they happen (a hold saying
+//!   which), so the state on the status branch always knows.
+//! - `abort: true`: roll back to 0% at once, recorded as "aborted by hand";
+//!   final. Removing `abort` is an edit: the rollout starts again.
 //! - An edited Rollout (its digest changed; `paused` is not part of it)
 //!   restarts from the first step, whatever state it was in.
 //!
@@ -131,7 +135,22 @@ fn fresh(rollout: &str, spec: &RolloutSpec, now_ms: u64) -> CanaryState {
 
 /// Begins a rollout with no recorded state: the first step's weight.
 pub fn start(rollout: &str, spec: &RolloutSpec, now_ms: u64) -> (CanaryState, Outcome) {
-    let state = fresh(rollout, spec, now_ms);
+    let mut state = fresh(rollout, spec, now_ms);
+    if spec.abort {
+        state.weight = 0;
+        state.status = CanaryStatus::RolledBack;
+        let outcome = Outcome {
+            rollout: rollout.to_string(),
+            action: Action::Rollback,
+            step: 0,
+            steps: weights(spec).len() as u32,
+            from_weight: 0,
+            to_weight: 0,
+            failed_checks: 0,
+            reason: Some("aborted by hand (abort: true) before it started".into()),
+        };
+        return (state, outcome);
+    }
     let outcome = Outcome {
         rollout: rollout.to_string(),
         action: Action::Start,
@@ -169,6 +188,22 @@ pub fn decide(
         reason: Some(reason),
     };
 
+    if spec.abort {
+        let mut next = state.clone();
+        next.spec_digest = digest;
+        if state.status == CanaryStatus::RolledBack && state.weight == 0 {
+            return (next, None);
+        }
+        next.weight = 0;
+        next.status = CanaryStatus::RolledBack;
+        let reason = format!(
+            "aborted by hand (abort: true) while {}: all traffic back to {}",
+            describe(state, steps.len()),
+            spec.stable_subset
+        );
+        let o = outcome(Action::Rollback, &next, reason);
+        return (next, Some(o));
+    }
     if digest != state.spec_digest {
         let next = fresh(&state.rollout, spec, now_ms);
         let reason = format!(
@@ -187,11 +222,23 @@ pub fn decide(
     }
 
     let mut next = state.clone();
+    let mut toggled = None;
     if spec.paused {
         next.status = CanaryStatus::Paused;
+        if state.status != CanaryStatus::Paused {
+            toggled = Some(format!(
+                "paused by hand (paused: true) at {}%: no promotion until it is removed; \
+                 a failing gate still rolls back",
+                state.weight
+            ));
+        }
     } else if state.status == CanaryStatus::Paused {
         next.status = CanaryStatus::Progressing;
         next.step_started_ms = now_ms;
+        toggled = Some(format!(
+            "resumed (paused removed) at {}%: the step's analysis and deadline start again",
+            state.weight
+        ));
     }
     let paused = spec.paused;
     let index = (state.step as usize).min(steps.len() - 1);
@@ -267,7 +314,13 @@ pub fn decide(
             (next, Some(o))
         }
         None if deadline_passed => rollback(next, deadline_reason("")),
-        None => (next, None),
+        None => match toggled {
+            Some(reason) => {
+                let o = outcome(Action::Hold, &next, reason);
+                (next, Some(o))
+            }
+            None => (next, None),
+        },
     }
 }
 

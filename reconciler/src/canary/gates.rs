@@ -8,6 +8,7 @@
 //! have had `minRequests` too; without that they are skipped, and the
 //! verdict says so.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use super::window::Stats;
@@ -53,6 +54,34 @@ pub enum Verdict {
     Fail { gate: Gate, detail: String },
     /// Too little data to judge: hold, never promote.
     NoData { reason: String },
+}
+
+/// A window's verdict told about the proxies whose `/metrics` could not be
+/// read (down, or answering garbage), by proxy id. A hold says which and
+/// why; a pass stays a pass (the gates had enough data from the others)
+/// but notes them; a failure is a failure on the data that was read.
+pub fn with_unreadable(verdict: Verdict, unreadable: &BTreeMap<String, String>) -> Verdict {
+    if unreadable.is_empty() {
+        return verdict;
+    }
+    let list = unreadable
+        .iter()
+        .map(|(id, why)| format!("{id}: {why}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let said = format!("metrics unreadable from {list}");
+    match verdict {
+        Verdict::NoData { reason } => Verdict::NoData {
+            reason: format!("{reason} ({said})"),
+        },
+        Verdict::Pass { note } => Verdict::Pass {
+            note: Some(match note {
+                Some(n) => format!("{n}; {said}"),
+                None => said,
+            }),
+        },
+        fail @ Verdict::Fail { .. } => fail,
+    }
 }
 
 /// Judges the canary over one window.
@@ -425,5 +454,40 @@ mod tests {
         assert_eq!(num(2.0 / 3.0), "0.667");
         assert_eq!(num(-0.0001), "0");
         assert_eq!(ratio(1.0, 0.0), "∞");
+    }
+
+    #[test]
+    fn unreadable_metrics_are_named_in_a_hold_and_never_make_a_pass() {
+        let down = BTreeMap::from([
+            (
+                "web-1".to_string(),
+                "connect: Connection refused".to_string(),
+            ),
+            ("web-2".to_string(), "line 1: not a sample".to_string()),
+        ]);
+        let held = with_unreadable(
+            Verdict::NoData {
+                reason: "canary had 0 requests".into(),
+            },
+            &down,
+        );
+        assert_eq!(
+            held,
+            Verdict::NoData {
+                reason: "canary had 0 requests (metrics unreadable from web-1: connect: \
+                         Connection refused; web-2: line 1: not a sample)"
+                    .into()
+            }
+        );
+        let fail = Verdict::Fail {
+            gate: Gate::ErrorRate,
+            detail: "x".into(),
+        };
+        assert_eq!(with_unreadable(fail.clone(), &down), fail);
+        let none = BTreeMap::new();
+        assert_eq!(
+            with_unreadable(Verdict::Pass { note: None }, &none),
+            Verdict::Pass { note: None }
+        );
     }
 }

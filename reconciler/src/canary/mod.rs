@@ -7,16 +7,20 @@
 //! → [`evaluate`] (the gates: pass, fail or no data) → [`decide`] (the
 //! Rollout's state machine) → [`to_event`] (the status-branch record).
 
+mod control;
 mod engine;
 mod gates;
 mod histogram;
 mod record;
 mod scrape;
 mod window;
+mod write_back;
 
+pub use self::control::{Control, ControlError, control_edit};
 pub use self::engine::{Action, CanaryState, CanaryStatus, Outcome, decide, spec_digest, start};
-pub use self::gates::{Gate, Verdict, evaluate};
+pub use self::gates::{Gate, Verdict, evaluate, with_unreadable};
 pub use self::histogram::{Bucket, Histogram, HistogramError};
 pub use self::record::{decision, gates, to_event};
 pub use self::scrape::{LATENCY_METRIC, REQUESTS_METRIC, Sample, Scrape, ScrapeError, SubsetKey};
 pub use self::window::{Stats, subset_window, window_stats};
+pub use self::write_back::{WeightEdit, WriteBackError, apply_edits, weight_edits};

@@ -96,6 +96,7 @@ mod tests {
             failure_limit: 1,
             progress_deadline: Duration::from_secs(600),
             paused: false,
+            abort: false,
             on_success: OnSuccess::default(),
         }
     }

@@ -1,6 +1,8 @@
 //! `Intentions`: who may call a service. Consul-style: a destination, and
 //! per source service either an action or a list of L7 permissions.
 
+use std::collections::BTreeMap;
+
 use gitmesh_proxy_config::{Action, HeaderMatch};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -24,8 +26,10 @@ pub struct IntentionSource {
     /// `permissions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
-    /// L7 rules; the first that fits a request decides. A request that fits
-    /// none gets the mesh's default intention.
+    /// L7 rules; the most specific that fits a request decides (exact path,
+    /// then longer prefix, then regex, then no path; more header and claim
+    /// conditions first; file order among equals). A request that fits none
+    /// gets the mesh's default intention.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<IntentionPermission>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,7 +40,14 @@ pub struct IntentionSource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IntentionPermission {
     pub action: Action,
+    #[serde(default)]
     pub http: HttpPermission,
+    /// Claims the request's verified JWT must carry (`role: admin`): a
+    /// string claim equal to the value, an array claim containing it, or a
+    /// space-separated `scope` including it. Needs `jwt` on the destination
+    /// Service; a request without a token never fits.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
 }
 
 /// Which requests a permission covers. Give at most one of the path fields.

@@ -32,6 +32,11 @@ pub struct RolloutSpec {
     /// Hold at the current step. A failing gate still rolls back.
     #[serde(default)]
     pub paused: bool,
+    /// Stop the rollout now: all traffic back to the stable subset,
+    /// recorded as a rollback "aborted by hand". Removing it (an edit)
+    /// starts the rollout again from its first step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort: bool,
     #[serde(default)]
     pub on_success: OnSuccess,
 }

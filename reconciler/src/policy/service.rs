@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use gitmesh_proxy_config::{
-    CircuitBreaker, HealthCheck, LoadBalancer, MtlsMode, OutlierDetection, Protocol, RetryPolicy,
-    Timeouts,
+    CircuitBreaker, HealthCheck, JwtAuthentication, LoadBalancer, MtlsMode, OutlierDetection,
+    Protocol, RetryPolicy, Timeouts,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,11 @@ pub struct ServiceSpec {
     /// Overrides the mesh-wide mTLS mode for this service's inbound side.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtls: Option<MtlsMode>,
+    /// End-user JWT authentication on this service's inbound side: trusted
+    /// issuers, audiences and where their keys are. Intentions can then
+    /// require claims (`permissions[].claims`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtAuthentication>,
     /// Instances known in advance (plain machines without a registering
     /// sidecar). Registered instances are added to these at run time.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -23,7 +23,7 @@ use crate::endpoints::Instance;
 use crate::lint::lint;
 use crate::policy::RolloutSpec;
 use crate::source;
-use crate::status::{Identity, RevertReason, StatusEvent, StatusLog};
+use crate::status::{Identity, RevertReason, StatusEvent, StatusLog, short};
 use crate::waves::{self, ProxyReport, Revert, Step, wave_plan};
 
 use super::assign::{Version, changed_proxies, config_for, version_for};
@@ -75,11 +75,12 @@ pub struct Daemon {
     /// restart a window starts afresh).
     windows: HashMap<String, Window>,
     /// Proxy metrics read for this pass, when a window needed them.
-    scrapes: Option<BTreeMap<String, Scrape>>,
+    scrapes: Option<super::scrape::Scrapes>,
     /// Versions compiled with the canaries' current weights, by commit.
     weighted: HashMap<String, (CanaryWeights, Snapshots)>,
-    /// Each canary's last decision (action, step), to record a hold once.
-    last_decision: HashMap<String, (canary::Action, u32)>,
+    /// Each canary's last decision (action, step, kind of reason), to
+    /// record a hold once per step and reason.
+    last_decision: HashMap<String, (canary::Action, u32, String)>,
 }
 
 /// One canary's analysis window: the proxies' pages at its start.
@@ -610,6 +611,29 @@ impl Daemon {
             .map_or(0, |d| d.as_millis() as u64);
         for (name, spec) in rollouts {
             let Some(state) = self.state.canaries.get(&name).cloned() else {
+                if let Some(why) = self.empty_subset(&source, &spec)
+                    && !spec.abort
+                {
+                    // Not started: no traffic moves to a subset that
+                    // cannot take it. Recorded once.
+                    let key = (canary::Action::Hold, 0, why.clone());
+                    if self.last_decision.get(&name) != Some(&key) {
+                        self.last_decision.insert(name.clone(), key);
+                        let (_, mut outcome) = canary::start(&name, &spec, wall_ms);
+                        outcome.action = canary::Action::Hold;
+                        outcome.to_weight = 0;
+                        outcome.reason = Some(format!("not started: {why}"));
+                        self.pending.push(canary::to_event(
+                            &source,
+                            &spec,
+                            &outcome,
+                            &Stats::default(),
+                            &Stats::default(),
+                            0,
+                        ));
+                    }
+                    continue;
+                }
                 let (state, outcome) = canary::start(&name, &spec, wall_ms);
                 tracing::info!(rollout = %name, weight = state.weight, "canary starts");
                 self.pending.push(canary::to_event(
@@ -626,7 +650,8 @@ impl Daemon {
             let (mut stable, mut canary_stats, mut window_ms) =
                 (Stats::default(), Stats::default(), 0);
             let mut verdict = None;
-            if let Some(scrapes) = &self.scrapes {
+            let empty = self.empty_subset(&source, &spec);
+            if let Some(scrapes) = self.scrapes.as_ref().map(|s| &s.pages) {
                 let window = self.windows.entry(name.clone()).or_insert(Window {
                     started: now,
                     baseline: None,
@@ -641,13 +666,28 @@ impl Daemon {
                         stable = window_stats(base, scrapes, &spec.service, &spec.stable_subset);
                         canary_stats =
                             window_stats(base, scrapes, &spec.service, &spec.canary_subset);
-                        verdict = Some(canary::evaluate(&stable, &canary_stats, &spec.analysis));
+                        let unreadable = self
+                            .scrapes
+                            .as_ref()
+                            .map(|s| s.unreadable.clone())
+                            .unwrap_or_default();
+                        verdict = Some(canary::with_unreadable(
+                            canary::evaluate(&stable, &canary_stats, &spec.analysis),
+                            &unreadable,
+                        ));
                         window_ms = elapsed.as_millis() as u64;
                         window.baseline = Some(scrapes.clone());
                         window.started = now;
                     }
                     Some(_) => {}
                 }
+            }
+            // A subset without instances gives no evidence worth the name:
+            // whatever the window says, hold (never promote).
+            if let (Some(why), Some(_)) = (&empty, &verdict) {
+                verdict = Some(canary::Verdict::NoData {
+                    reason: why.clone(),
+                });
             }
             let (next, outcome) = canary::decide(&state, &spec, verdict.as_ref(), wall_ms);
             if let Some(outcome) = outcome {
@@ -658,7 +698,13 @@ impl Daemon {
                 }
                 // A hold is recorded once per step: a canary waiting for
                 // traffic must not add a commit every window.
-                let key = (outcome.action, outcome.step);
+                let kind = outcome
+                    .reason
+                    .as_deref()
+                    .and_then(|r| r.split(':').next())
+                    .unwrap_or("")
+                    .to_string();
+                let key = (outcome.action, outcome.step, kind);
                 let repeat = outcome.action == canary::Action::Hold
                     && self.last_decision.get(&name) == Some(&key);
                 self.last_decision.insert(name.clone(), key);
@@ -674,9 +720,172 @@ impl Daemon {
                     &canary_stats,
                     window_ms,
                 ));
+                if outcome.action == canary::Action::Complete
+                    && spec.on_success.write_back
+                    && let Some(event) = self.write_back(&source, &name, &spec, next.weight)
+                {
+                    self.pending.push(event);
+                }
             }
             self.state.canaries.insert(name, next);
         }
+    }
+
+    /// Why a Rollout cannot be judged now: its stable or canary subset has
+    /// no registered instance (`None` when both have one).
+    fn empty_subset(&self, source: &str, spec: &RolloutSpec) -> Option<String> {
+        let policies = self.versions.get(source)?.policies.clone();
+        let service = policies
+            .services
+            .iter()
+            .find(|s| s.value.metadata.name == spec.service)?;
+        let proxies = self.registry.snapshot();
+        let mut missing = Vec::new();
+        for name in [&spec.stable_subset, &spec.canary_subset] {
+            let Some(subset) = service.value.spec.subsets.iter().find(|s| &s.name == name) else {
+                missing.push(format!("subset {name} of {} is not defined", spec.service));
+                continue;
+            };
+            let instances = proxies
+                .iter()
+                .filter(|p| {
+                    p.service == spec.service
+                        && subset
+                            .labels
+                            .iter()
+                            .all(|(k, v)| p.labels.get(k) == Some(v))
+                })
+                .count()
+                + service
+                    .value
+                    .spec
+                    .endpoints
+                    .iter()
+                    .filter(|e| {
+                        subset
+                            .labels
+                            .iter()
+                            .all(|(k, v)| e.labels.get(k) == Some(v))
+                    })
+                    .count();
+            if instances == 0 {
+                let labels: Vec<String> = subset
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                missing.push(format!(
+                    "subset {name} of {} has no instances ({})",
+                    spec.service,
+                    labels.join(",")
+                ));
+            }
+        }
+        (!missing.is_empty()).then(|| missing.join("; "))
+    }
+
+    /// Writes a completed Rollout's final weights into its route file on
+    /// the desired-state branch (and pushes it in remote mode), returning
+    /// the record of what happened. `None` for a Rollout without a route:
+    /// its split lives in the Rollout alone, with nothing in Git to edit.
+    /// The mesh keeps the final weights whatever happens here; the commit
+    /// changes nothing for the proxies (the Rollout owns that split).
+    fn write_back(
+        &self,
+        source: &str,
+        rollout: &str,
+        spec: &RolloutSpec,
+        weight: u32,
+    ) -> Option<StatusEvent> {
+        let route_name = spec.route.as_ref()?;
+        let branch = self.settings.branch.clone();
+        let route = self.versions.get(source).and_then(|v| {
+            v.policies
+                .routes
+                .iter()
+                .find(|r| &r.value.metadata.name == route_name)
+                .cloned()
+        });
+        let path = route.as_ref().map_or_else(String::new, |r| r.file.clone());
+        let event = |commit: Option<String>, refused: Option<String>| StatusEvent::WriteBack {
+            source: source.to_string(),
+            rollout: rollout.to_string(),
+            service: spec.service.clone(),
+            branch: branch.clone(),
+            path: path.clone(),
+            commit,
+            refused,
+        };
+        let result = (|| -> Result<Option<String>, String> {
+            let route = route.as_ref().ok_or_else(|| {
+                canary::WriteBackError::NoSuchRoute(route_name.clone()).to_string()
+            })?;
+            let edits = canary::weight_edits(route, spec, weight).map_err(|e| e.to_string())?;
+            if edits.is_empty() {
+                return Ok(None);
+            }
+            let (files, _) =
+                source::read_rev(&self.settings.repo, source).map_err(|e| e.to_string())?;
+            let old = files
+                .iter()
+                .find(|f| f.path == route.file)
+                .and_then(|f| match &f.content {
+                    source::Content::Bytes(b) => String::from_utf8(b.clone()).ok(),
+                    source::Content::TooLarge(_) => None,
+                })
+                .ok_or_else(|| format!("{} is not readable at {}", route.file, short(source)))?;
+            let new = canary::apply_edits(&route.file, &old, &edits).map_err(|e| e.to_string())?;
+            let message = format!(
+                "{}: canary {} complete, final weights written back\n\n\
+                 Rollout {rollout} completed at {weight}% (source {source}). The\n\
+                 weights of route {route_name} now match the mesh; the reconciler\n\
+                 made this commit and treats it as no change.\n\n\
+                 Gitmesh-Rollout: {rollout}\nGitmesh-Write-Back: {}\n",
+                spec.service,
+                spec.canary_subset,
+                short(source),
+            );
+            if self.settings.push_to.is_some() {
+                // The mirror tracks the remote under refs/remotes/origin/:
+                // write on top of what the remote has.
+                self.log
+                    .reset_branch(
+                        &branch,
+                        &format!("refs/remotes/{}/{branch}", crate::watch::REMOTE),
+                    )
+                    .map_err(|e| e.to_string())?;
+            }
+            let made = self
+                .log
+                .replace_desired(
+                    &branch,
+                    &route.file,
+                    old.as_bytes(),
+                    new.as_bytes(),
+                    &message,
+                )
+                .map_err(|e| e.to_string())?;
+            let id = match made {
+                crate::status::WriteBack::Committed(id) => id,
+                crate::status::WriteBack::Unchanged(_) => return Ok(None),
+            };
+            if let Some(remote) = &self.settings.push_to {
+                self.log
+                    .push(remote, &branch)
+                    .map_err(|e| format!("commit {} made, but {e}", id.short()))?;
+            }
+            Ok(Some(id.to_string()))
+        })();
+        Some(match result {
+            Ok(commit) => {
+                tracing::info!(rollout, commit = ?commit, "final weights written back");
+                event(commit, None)
+            }
+            Err(why) => {
+                tracing::warn!(rollout, %why, "write-back refused; the mesh keeps the final weights");
+                event(None, Some(why))
+            }
+        })
     }
 
     /// Writes pending events to the status branch, each with the state as

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub commit_to_last_ack_seconds: Histogram,
     pub proxies_connected: Gauge,
     pub proxies_per_version: Family<VersionLabels, Gauge>,
+    /// Certificate requests by outcome (`issued`, `bad-token`, `bad-csr`).
+    pub certificate_requests: Family<crate::api::OutcomeLabels, Counter>,
     /// Versions labelled last time, so that gone ones drop to zero.
     seen_versions: Mutex<Vec<String>>,
 }
@@ -42,6 +44,7 @@ impl Default for Metrics {
             commit_to_last_ack_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 16)),
             proxies_connected: Gauge::default(),
             proxies_per_version: Family::default(),
+            certificate_requests: Family::default(),
             seen_versions: Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
@@ -49,6 +52,11 @@ impl Default for Metrics {
             "commits_seen",
             "New commits of the watched branch considered",
             m.commits_seen.clone(),
+        );
+        registry.register(
+            "certificate_requests",
+            "Certificate requests to the mesh CA, by outcome (bad-token: refused bootstrap token)",
+            m.certificate_requests.clone(),
         );
         registry.register(
             "applied",

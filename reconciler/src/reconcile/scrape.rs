@@ -16,11 +16,18 @@ use crate::canary::Scrape;
 /// Largest metrics page read (a sidecar's page is a few tens of kB).
 const MAX_PAGE: usize = 8 * 1024 * 1024;
 
-/// Every proxy's page, by proxy id, for the proxies that answered in time.
-pub async fn scrape_all(
-    admins: Vec<(String, String)>,
-    timeout: Duration,
-) -> BTreeMap<String, Scrape> {
+/// What one round of reading the proxies' pages gave.
+#[derive(Debug, Default)]
+pub struct Scrapes {
+    /// Every page read, by proxy id.
+    pub pages: BTreeMap<String, Scrape>,
+    /// The proxies that did not answer in time or answered garbage, with why.
+    pub unreadable: BTreeMap<String, String>,
+}
+
+/// Every proxy's page, by proxy id; the proxies that did not answer in
+/// time, or answered something that is not a metrics page, with why.
+pub async fn scrape_all(admins: Vec<(String, String)>, timeout: Duration) -> Scrapes {
     let tasks: Vec<_> = admins
         .into_iter()
         .map(|(id, admin)| {
@@ -35,16 +42,19 @@ pub async fn scrape_all(
             })
         })
         .collect();
-    let mut out = BTreeMap::new();
+    let mut out = Scrapes::default();
     for task in tasks {
         let Ok((id, admin, result)) = task.await else {
             continue;
         };
         match result {
             Ok(scrape) => {
-                out.insert(id, scrape);
+                out.pages.insert(id, scrape);
             }
-            Err(e) => tracing::warn!(proxy = %id, %admin, error = %e, "cannot read proxy metrics"),
+            Err(e) => {
+                tracing::warn!(proxy = %id, %admin, error = %e, "cannot read proxy metrics");
+                out.unreadable.insert(id, e);
+            }
         }
     }
     out
@@ -75,4 +85,65 @@ async fn fetch(admin: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?
         .to_bytes();
     String::from_utf8(body.to_vec()).map_err(|_| "the page is not UTF-8".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server answering every connection with `answer`, then closing.
+    async fn serve(answer: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_proxy_down_or_answering_garbage_is_unreadable_with_why() {
+        let garbage = serve(
+            "HTTP/1.1 200 OK\r\ncontent-length: 26\r\nconnection: close\r\n\r\n\
+             gitmesh_upstream_rq{ 1 2\n",
+        )
+        .await;
+        let error = serve("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n").await;
+        let page = serve(
+            "HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\n# nothing\n\n",
+        )
+        .await;
+        // A port nothing listens on: bound, then dropped.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let admins = vec![
+            ("garbage".to_string(), garbage),
+            ("error".to_string(), error),
+            ("down".to_string(), closed),
+            ("fine".to_string(), page),
+        ];
+        let got = scrape_all(admins, Duration::from_secs(2)).await;
+        assert_eq!(got.pages.keys().collect::<Vec<_>>(), ["fine"]);
+        assert_eq!(
+            got.unreadable.keys().collect::<Vec<_>>(),
+            ["down", "error", "garbage"]
+        );
+        assert!(
+            got.unreadable["down"].starts_with("connect:"),
+            "{:?}",
+            got.unreadable
+        );
+        assert!(
+            got.unreadable["error"].contains("500"),
+            "{:?}",
+            got.unreadable
+        );
+    }
 }

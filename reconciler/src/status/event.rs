@@ -65,6 +65,22 @@ pub enum StatusEvent {
     /// One analysis step of a canary rollout.
     #[serde(rename = "canary")]
     CanaryStep(Box<CanaryStep>),
+    /// A completed rollout's final weights written back to the
+    /// desired-state branch (`commit`), or why that was refused (the mesh
+    /// keeps the final weights either way).
+    WriteBack {
+        source: String,
+        rollout: String,
+        service: String,
+        /// The desired-state branch.
+        branch: String,
+        /// The route file edited.
+        path: String,
+        /// The write-back commit; `None` when refused or nothing to write.
+        commit: Option<String>,
+        /// Why the branch was not updated.
+        refused: Option<String>,
+    },
 }
 
 /// Why a rollout was reverted.
@@ -180,6 +196,10 @@ const CANARY: &str = "Gitmesh-Canary";
 const GATES: &str = "Gitmesh-Gates";
 const WINDOW: &str = "Gitmesh-Window";
 const FAILED_CHECKS: &str = "Gitmesh-Failed-Checks";
+const BRANCH: &str = "Gitmesh-Branch";
+const PATH: &str = "Gitmesh-Path";
+const COMMIT: &str = "Gitmesh-Commit";
+const REFUSED: &str = "Gitmesh-Refused";
 
 const L_SERVICES_CHANGED: &str = "Services changed";
 const L_PROXIES: &str = "Proxies";
@@ -197,6 +217,7 @@ impl StatusEvent {
             StatusEvent::Rejected { .. } => "rejected",
             StatusEvent::Superseded { .. } => "superseded",
             StatusEvent::CanaryStep(_) => "canary",
+            StatusEvent::WriteBack { .. } => "write-back",
         }
     }
 
@@ -207,7 +228,8 @@ impl StatusEvent {
             | StatusEvent::Wave { source, .. }
             | StatusEvent::Reverted { source, .. }
             | StatusEvent::Rejected { source, .. }
-            | StatusEvent::Superseded { source, .. } => source,
+            | StatusEvent::Superseded { source, .. }
+            | StatusEvent::WriteBack { source, .. } => source,
             StatusEvent::CanaryStep(step) => &step.source,
         }
     }
@@ -282,6 +304,24 @@ impl StatusEvent {
                     }
                 }
             }
+            StatusEvent::WriteBack {
+                service,
+                branch,
+                commit,
+                refused,
+                ..
+            } => match (commit, refused) {
+                (_, Some(_)) => {
+                    format!("{service}: write-back of final weights to {branch} refused")
+                }
+                (Some(c), None) => {
+                    format!(
+                        "{service}: final weights written back to {branch} ({})",
+                        short(c)
+                    )
+                }
+                (None, None) => format!("{service}: final weights already on {branch}"),
+            },
         }
     }
 
@@ -408,6 +448,43 @@ impl StatusEvent {
                 .trailer(WAVE, format!("{wave}/{waves}"));
             }
             StatusEvent::CanaryStep(s) => canary_message(&mut m, s),
+            StatusEvent::WriteBack {
+                source,
+                rollout,
+                service,
+                branch,
+                path,
+                commit,
+                refused,
+            } => {
+                let what = match (commit, refused) {
+                    (_, Some(why)) => format!(
+                        "Rollout {rollout} is complete, but its final weights could not be \
+                         written to {path} on {branch}: {}\nThe mesh keeps the final weights; \
+                         edit {path} by hand (or merge a pull request) so that Git matches it.",
+                        one_line(why)
+                    ),
+                    (Some(c), None) => format!(
+                        "Rollout {rollout} is complete: its final weights are written to \
+                         {path} on {branch} as commit {c}."
+                    ),
+                    (None, None) => format!(
+                        "Rollout {rollout} is complete: {path} on {branch} already holds its \
+                         final weights."
+                    ),
+                };
+                m.text(&what)
+                    .trailer(EVENT, self.kind())
+                    .trailer(SOURCE, source)
+                    .trailer(ROLLOUT, rollout)
+                    .trailer(SERVICE, service)
+                    .trailer(BRANCH, branch)
+                    .trailer(PATH, path)
+                    .trailer(COMMIT, commit.as_deref().unwrap_or("none"));
+                if let Some(why) = refused {
+                    m.trailer(REFUSED, why);
+                }
+            }
         }
         m.build()
     }
@@ -473,6 +550,15 @@ impl StatusEvent {
                 }
             }
             "canary" => StatusEvent::CanaryStep(Box::new(parse_canary(&p, source)?)),
+            "write-back" => StatusEvent::WriteBack {
+                source,
+                rollout: need(&p, ROLLOUT)?.to_string(),
+                service: need(&p, SERVICE)?.to_string(),
+                branch: need(&p, BRANCH)?.to_string(),
+                path: need(&p, PATH)?.to_string(),
+                commit: optional_sha(COMMIT, need(&p, COMMIT)?)?,
+                refused: p.trailer(REFUSED).map(str::to_string),
+            },
             other => return Err(ParseError::UnknownEvent(other.to_string())),
         })
     }

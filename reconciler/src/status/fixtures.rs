@@ -149,5 +149,23 @@ pub fn all() -> Vec<StatusEvent> {
         canary(2, 25, 25, Decision::Hold),
         canary(3, 50, 0, Decision::Rollback),
         canary(4, 50, 100, Decision::Complete),
+        write_back(Some(NEW), None),
+        write_back(
+            None,
+            Some("refs/heads/main kept moving or stayed locked by another writer"),
+        ),
+        write_back(None, None),
     ]
+}
+
+pub fn write_back(commit: Option<&str>, refused: Option<&str>) -> StatusEvent {
+    StatusEvent::WriteBack {
+        source: SHA.into(),
+        rollout: "reviews-v2".into(),
+        service: "reviews".into(),
+        branch: "main".into(),
+        path: "routes/reviews.yaml".into(),
+        commit: commit.map(str::to_string),
+        refused: refused.map(str::to_string),
+    }
 }

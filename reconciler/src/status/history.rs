@@ -147,6 +147,12 @@ fn single(out: &mut String, entry: &HistoryEntry) {
                 let _ = writeln!(out, "{INDENT}kept: {}", short(kept));
             }
         }
+        StatusEvent::WriteBack { path, refused, .. } => {
+            let _ = writeln!(out, "{INDENT}file: {path}");
+            if let Some(why) = refused {
+                let _ = writeln!(out, "{INDENT}why: {why}");
+            }
+        }
         StatusEvent::Superseded { .. } | StatusEvent::CanaryStep(_) => {}
     }
 }
@@ -178,16 +184,23 @@ fn rollout(out: &mut String, group: &Group<'_>) {
         first.canary_subset,
         short(&first.source)
     );
+    // Decisions taken without a window (a start, a pause) have none to show.
+    let first_window = group
+        .steps
+        .iter()
+        .map(|(_, s)| s.window_ms)
+        .find(|w| *w > 0)
+        .unwrap_or(0);
     let _ = writeln!(
         out,
         "  gates: {}; window {}",
         first.gates.describe(),
-        super::event::format_duration(first.window_ms)
+        super::event::format_duration(first_window)
     );
     let mut gates = &first.gates;
-    let mut window = first.window_ms;
+    let mut window = first_window;
     for (entry, step) in &group.steps {
-        if &step.gates != gates || step.window_ms != window {
+        if &step.gates != gates || (step.window_ms != window && step.window_ms > 0) {
             let _ = writeln!(
                 out,
                 "  gates now: {}; window {}",
@@ -230,7 +243,7 @@ fn numbers(e: &Evidence) -> String {
 }
 
 /// `2026-11-25 11:02:03Z` for seconds since the Unix epoch.
-fn utc(secs: i64) -> String {
+pub(super) fn utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

@@ -38,6 +38,18 @@ pub struct Identity {
     pub email: String,
 }
 
+impl Identity {
+    /// The user's Git identity (`user.name`, `user.email`) as the
+    /// repository containing `path` sees it, if set.
+    pub fn from_git_config(path: &Path) -> Option<Identity> {
+        let sig = Repository::discover(path).ok()?.signature().ok()?;
+        Some(Identity {
+            name: sig.name().ok()?.to_string(),
+            email: sig.email().ok()?.to_string(),
+        })
+    }
+}
+
 impl Default for Identity {
     fn default() -> Self {
         Identity {
@@ -141,7 +153,9 @@ pub enum RecordError {
     BadPath(String),
     #[error("state cannot be written as JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("{ref_name} kept moving under us: gave up after {attempts} attempts")]
+    #[error(
+        "{ref_name} kept moving or stayed locked by another writer: gave up after {attempts} attempts"
+    )]
     Contended { ref_name: String, attempts: u32 },
     #[error("refspec `{0}` is not `<local ref>:<remote ref>` (a forced `+` refspec is refused)")]
     BadRefspec(String),
@@ -309,6 +323,69 @@ impl StatusLog {
                 tip(&repo, &ref_name)?.ok_or_else(|| RecordError::NoSuchBranch(branch.into()))?,
             ))),
         }
+    }
+
+    /// Like [`write_desired`](Self::write_desired), but only over `old`:
+    /// when the file on the branch tip is neither `old` nor already
+    /// `contents`, someone else changed it, and that is a
+    /// [`RecordError::Conflict`] (nothing is overwritten). The ref moves by
+    /// compare-and-swap.
+    pub fn replace_desired(
+        &self,
+        branch: &str,
+        path: &str,
+        old: &[u8],
+        contents: &[u8],
+        message: &str,
+    ) -> Result<WriteBack> {
+        let repo = self.repo()?;
+        let ref_name = branch_ref(branch)?;
+        let parts = split_path(path)?;
+        let blob = repo.blob(contents)?;
+        let expected = Oid::hash_object(ObjectType::Blob, old)?;
+        let made = commit_cas(&repo, &ref_name, &self.identity, message, false, |parent| {
+            let parent = parent.ok_or_else(|| RecordError::NoSuchBranch(branch.to_string()))?;
+            let base = parent.tree()?;
+            let mode = match base.get_path(Path::new(path)) {
+                Ok(entry) if entry.id() == blob => return Ok(None),
+                Ok(entry) if entry.id() == expected => entry.filemode(),
+                Ok(_) | Err(_) => {
+                    return Err(RecordError::Conflict {
+                        branch: branch.to_string(),
+                        path: path.to_string(),
+                    });
+                }
+            };
+            set_path(&repo, Some(&base), &parts, Some((blob, mode))).map(Some)
+        })?;
+        match made {
+            Some(id) => Ok(WriteBack::Committed(id)),
+            None => Ok(WriteBack::Unchanged(CommitId(
+                tip(&repo, &ref_name)?.ok_or_else(|| RecordError::NoSuchBranch(branch.into()))?,
+            ))),
+        }
+    }
+
+    /// Creates branch `new` at the tip of branch `from` (for a change to be
+    /// merged by pull request). Refuses a `new` that exists.
+    pub fn branch_off(&self, new: &str, from: &str) -> Result<CommitId> {
+        let repo = self.repo()?;
+        let at = tip(&repo, &branch_ref(from)?)?
+            .ok_or_else(|| RecordError::NoSuchBranch(from.to_string()))?;
+        move_ref(&repo, &branch_ref(new)?, at, None, "gitmesh: branch")?;
+        Ok(CommitId(at))
+    }
+
+    /// Points the local branch `branch` at the commit `target` (a full ref
+    /// name, e.g. a remote-tracking ref) whatever it pointed at before. For
+    /// a mirror whose local branches are ours alone: the write-back is
+    /// made on top of what the remote has, then pushed without force.
+    pub fn reset_branch(&self, branch: &str, target: &str) -> Result<CommitId> {
+        let repo = self.repo()?;
+        let at =
+            tip(&repo, target)?.ok_or_else(|| RecordError::NoSuchBranch(target.to_string()))?;
+        repo.reference(&branch_ref(branch)?, at, true, "gitmesh: follow remote")?;
+        Ok(CommitId(at))
     }
 
     /// Pushes `refspec` (`refs/heads/a:refs/heads/b`, or a branch name for

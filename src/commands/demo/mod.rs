@@ -277,7 +277,7 @@ fn tell(
     for line in &status_log {
         display.say(&format!("  {line}"));
     }
-    display.say("\ngit log --oneline main (the desired state, as people committed it):");
+    display.say("\ngit log --oneline main (the desired state: people's commits and the canary's write-back):");
     for line in &desired_log {
         display.say(&format!("  {line}"));
     }

@@ -17,6 +17,7 @@ fn spec() -> RolloutSpec {
         failure_limit: 2,
         progress_deadline: Duration::from_millis(DEADLINE),
         paused: false,
+        abort: false,
         on_success: OnSuccess::default(),
     }
 }
@@ -299,9 +300,13 @@ fn paused_holds_even_when_the_gates_pass() {
         (25, 1, CanaryStatus::Paused)
     );
     assert_eq!(o.reason.as_deref(), Some("paused; the gates passed"));
-    // Without a verdict, pausing is only recorded in the state.
+    // Without a verdict, pausing is recorded once, when it happens.
     let (next, o) = decide(&at(1), &paused(), None, 31_000);
-    assert_eq!((next.status, o), (CanaryStatus::Paused, None));
+    assert_eq!(next.status, CanaryStatus::Paused);
+    let o = o.unwrap();
+    assert_eq!(o.action, Action::Hold);
+    assert!(o.reason.unwrap().starts_with("paused by hand"));
+    assert_eq!(decide(&next, &paused(), None, 32_000).1, None);
 }
 
 #[test]
@@ -323,7 +328,8 @@ fn paused_ignores_the_deadline() {
     let late = 1_000 + 5 * DEADLINE;
     let (next, o) = step(&at(1), &paused(), Some(&no_data()), late);
     assert_eq!((o.action, next.weight), (Action::Hold, 25));
-    assert_eq!(decide(&at(1), &paused(), None, late).1, None);
+    let (held, _) = decide(&at(1), &paused(), None, 31_000);
+    assert_eq!(decide(&held, &paused(), None, late).1, None);
 }
 
 #[test]
@@ -331,7 +337,9 @@ fn resuming_restarts_the_step_clock() {
     let (pausedstate, _) = decide(&at(1), &paused(), None, 31_000);
     let late = 1_000 + 5 * DEADLINE;
     let (resumed, o) = decide(&pausedstate, &spec(), None, late);
-    assert_eq!(o, None);
+    let o = o.unwrap();
+    assert_eq!((o.action, o.to_weight), (Action::Hold, 25));
+    assert!(o.reason.unwrap().starts_with("resumed"));
     assert_eq!(resumed.status, CanaryStatus::Progressing);
     assert_eq!(resumed.step_started_ms, late);
     assert_eq!(resumed.spec_digest, pausedstate.spec_digest);
@@ -427,4 +435,29 @@ fn state_round_trips_through_json() {
     assert_eq!(json["status"], "rolledBack");
     let back: CanaryState = serde_json::from_value(json).unwrap();
     assert_eq!(back, state);
+}
+
+#[test]
+fn abort_rolls_back_at_once_and_removing_it_restarts() {
+    let aborted = RolloutSpec {
+        abort: true,
+        ..spec()
+    };
+    let (gone, o) = decide(&at(2), &aborted, None, 31_000);
+    let o = o.unwrap();
+    assert_eq!(
+        (o.action, o.from_weight, o.to_weight),
+        (Action::Rollback, 50, 0)
+    );
+    assert!(o.reason.unwrap().starts_with("aborted by hand"));
+    assert_eq!(gone.status, CanaryStatus::RolledBack);
+    // Recorded once; a passing window changes nothing.
+    assert_eq!(decide(&gone, &aborted, Some(&pass()), 61_000).1, None);
+    // Removing `abort` is an edit: back to the first step.
+    let (again, o) = decide(&gone, &spec(), None, 91_000);
+    assert_eq!(o.unwrap().action, Action::Restart);
+    assert_eq!((again.weight, again.status), (5, CanaryStatus::Progressing));
+    // A Rollout aborted before it started never sends the canary traffic.
+    let (state, o) = start("reviews-v2", &aborted, 0);
+    assert_eq!((state.weight, o.action), (0, Action::Rollback));
 }

@@ -53,6 +53,9 @@ fn summaries_read_well_and_fit() {
             "reviews: canary v3 held at 25%",
             "reviews: canary v3 50% → 0% (rolled back)",
             "reviews: canary v3 50% → 100% (complete)",
+            "reviews: final weights written back to main (8e7d6c5)",
+            "reviews: write-back of final weights to main refused",
+            "reviews: final weights already on main",
         ]
     );
     for s in summaries {

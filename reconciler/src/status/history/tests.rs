@@ -163,3 +163,20 @@ fn utc_dates() {
     assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20Z");
     assert_eq!(utc(4_102_444_800), "2100-01-01 00:00:00Z");
 }
+
+#[test]
+fn a_start_without_a_window_does_not_hide_the_rollouts_window() {
+    let t = 1_700_000_000;
+    let mut start = fixtures::canary(0, 0, 25, Decision::Promote);
+    if let StatusEvent::CanaryStep(s) = &mut start {
+        s.window_ms = 0;
+    }
+    let entries = vec![
+        entry(2, t + 60, fixtures::canary(1, 25, 50, Decision::Promote)),
+        entry(1, t, start),
+    ];
+    let text = render_timeline(&entries);
+    assert!(text.contains("; window 1m\n"), "{text}");
+    assert!(!text.contains("gates now"), "{text}");
+    assert!(!text.contains("window 0ms"), "{text}");
+}

@@ -1,0 +1,162 @@
+//! Getting and renewing the sidecar's certificate from the reconciler's
+//! mesh CA: make a key and a CSR here (the key never leaves the proxy),
+//! send the CSR with the bootstrap token, load the answer; then renew two
+//! thirds into each certificate's lifetime, swapping it in without
+//! touching open connections.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::task::JoinHandle;
+
+use gitmesh_proxy_config::api::{CertificateSigningRequest, IssuedCertificate};
+
+use crate::mtls::{CertificateRequest, IdentityError, MeshIdentity};
+use crate::peer::PeerIdentity;
+
+/// Largest answer read from the CA.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+/// How long one request to the CA may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why no certificate came back.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("the mesh CA is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the mesh CA refused ({status}): {body}")]
+    Refused { status: StatusCode, body: String },
+    #[error("the mesh CA's answer is not valid: {0}")]
+    BadAnswer(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// Where and how to ask for certificates.
+#[derive(Clone)]
+pub struct Enrollment {
+    pub control_plane: Uri,
+    pub id: PeerIdentity,
+    pub token: String,
+    /// The mesh roots this proxy trusts (`--ca-bundle`), not what the
+    /// answer says.
+    pub ca_bundle: Vec<u8>,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrollment")
+            .field("control_plane", &self.control_plane)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Enrollment {
+    /// One round trip: a fresh key and CSR, a signed certificate back.
+    async fn request(&self) -> Result<(String, CertificateRequest), EnrollError> {
+        let csr = CertificateRequest::generate(&self.id)?;
+        let body = serde_json::to_vec(&CertificateSigningRequest {
+            service: self.id.service().to_string(),
+            csr: csr.csr_pem.clone(),
+        })
+        .map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
+        let base = self.control_plane.to_string();
+        let uri: Uri = format!("{}/v1/certificates", base.trim_end_matches('/'))
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| EnrollError::Unreachable(e.to_string()))?;
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| EnrollError::Unreachable(e.to_string()))?;
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let exchange = async {
+            let res = client
+                .request(req)
+                .await
+                .map_err(|e| EnrollError::Unreachable(e.to_string()))?;
+            let status = res.status();
+            let body = Limited::new(res.into_body(), MAX_ANSWER_BYTES)
+                .collect()
+                .await
+                .map_err(|e| EnrollError::Unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, EnrollError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| EnrollError::Unreachable("timed out".into()))??;
+        if !status.is_success() {
+            return Err(EnrollError::Refused {
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            });
+        }
+        let issued: IssuedCertificate =
+            serde_json::from_slice(&body).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
+        Ok((issued.certificate, csr))
+    }
+
+    /// The first certificate.
+    pub async fn enroll(&self) -> Result<Arc<MeshIdentity>, EnrollError> {
+        let (cert, csr) = self.request().await?;
+        let identity =
+            MeshIdentity::from_pem(cert.as_bytes(), csr.key_pem.as_bytes(), &self.ca_bundle)?;
+        if identity.id() != &self.id {
+            return Err(EnrollError::BadAnswer(format!(
+                "the certificate is for {}, not {}",
+                identity.id(),
+                self.id
+            )));
+        }
+        Ok(Arc::new(identity))
+    }
+
+    /// Renews `identity` at two thirds of each certificate's lifetime
+    /// until aborted; a failed renewal is retried every few seconds while
+    /// the current certificate is still valid.
+    pub fn spawn_renewal(self, identity: Arc<MeshIdentity>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                let wait = identity
+                    .renew_at()
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                let renewed = match self.request().await {
+                    Ok((cert, csr)) => identity
+                        .rotate(cert.as_bytes(), csr.key_pem.as_bytes())
+                        .map_err(EnrollError::from),
+                    Err(e) => Err(e),
+                };
+                match renewed {
+                    Ok(()) => {
+                        let (_, until) = identity.validity();
+                        tracing::info!(id = %identity.id(), valid_until = ?until, "renewed the mesh certificate");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "certificate renewal failed; retrying");
+                        tokio::time::sleep(retry_delay(&identity)).await;
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A tenth of what is left of the certificate, between 1 s and 30 s.
+fn retry_delay(identity: &MeshIdentity) -> Duration {
+    let (_, until) = identity.validity();
+    let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+    (left / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
