@@ -44,7 +44,8 @@ use traffic::{Recorder, Summary};
 ///
 /// The story, one commit per chapter:
 ///   1. api's route changes (answers say x-demo-route: r2); the commit's
-///      trailers ask for waves: one web proxy first, all of them 4s later.
+///      trailers ask for waves: one web proxy first, the two others once
+///      it has stayed healthy for 4s.
 ///   2. A Rollout sends 20%, 50%, then 100% of api's traffic to v2; every
 ///      3s the reconciler reads the web sidecars' /metrics and checks v2's
 ///      error rate and p99 against v1's before promoting.
@@ -54,8 +55,8 @@ use traffic::{Recorder, Summary};
 /// After each step the measured split, error rate and p99 per version are
 /// printed; at the end, `git log` of the status branch (every step, with
 /// its evidence in the message and trailers) and of the desired-state
-/// branch (`main`). The repo stays on disk to explore; it takes about a
-/// minute and stops every process it started, also on Ctrl-C.
+/// branch (`main`). The repo stays on disk to explore. It takes about 30
+/// seconds and stops every process it started, also on Ctrl-C.
 ///
 /// Examples:
 ///   cargo run --release -- demo
@@ -276,7 +277,7 @@ fn tell(
     for line in &status_log {
         display.say(&format!("  {line}"));
     }
-    display.say("\ngit log --oneline main (the desired state, as people committed it):");
+    display.say("\ngit log --oneline main (the desired state: people's commits and the canary's write-back):");
     for line in &desired_log {
         display.say(&format!("  {line}"));
     }
