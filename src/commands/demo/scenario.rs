@@ -14,6 +14,10 @@ pub const CALLERS: usize = 3;
 /// Every api answer takes this long (well above a loaded machine's noise,
 /// so p99 ratios between versions mean something).
 pub const APP_LATENCY: &str = "20ms";
+
+/// The Mesh's `trustDomain` (examples/demo/repo/mesh.yaml): sidecars are
+/// `spiffe://demo.local/svc/<service>`.
+pub const TRUST_DOMAIN: &str = "demo.local";
 /// The faulty canary's error rate, set through its `/control` endpoint.
 pub const FAULTY_ERROR_RATE: f64 = 0.3;
 
