@@ -96,9 +96,21 @@ async fn sidecar(
     app: Option<std::net::SocketAddr>,
     upstream: Option<(&str, std::net::SocketAddr)>,
 ) -> RunningProxy {
+    sidecar_with(service, identity, mode, app, upstream, "http").await
+}
+
+async fn sidecar_with(
+    service: &str,
+    identity: Option<Arc<MeshIdentity>>,
+    mode: &str,
+    app: Option<std::net::SocketAddr>,
+    upstream: Option<(&str, std::net::SocketAddr)>,
+    protocol: &str,
+) -> RunningProxy {
     let upstreams = match upstream {
         Some((name, addr)) => serde_json::json!([{
             "name": name,
+            "protocol": protocol,
             "endpoints": [{"address": addr.to_string()}]
         }]),
         None => serde_json::json!([]),
@@ -210,6 +222,55 @@ async fn strict_mesh_path_carries_the_callers_identity_and_refuses_plaintext() {
         assert_eq!(r.headers["x-gitmesh-error"], "mtls-required");
         assert_eq!(error_count(&m.reviews, "plaintext-refused"), 1);
         assert_eq!(m.app.hits(), 2);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn http2_between_sidecars_runs_over_mtls_too() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let ca = TestCa::new();
+        let app = identity_app().await;
+        let reviews = sidecar(
+            "reviews",
+            Some(ca.identity("reviews")),
+            "strict",
+            Some(app.addr),
+            None,
+        )
+        .await;
+        let frontend = sidecar_with(
+            "frontend",
+            Some(ca.identity("frontend")),
+            "strict",
+            None,
+            Some(("reviews", reviews.inbound_addr())),
+            "http2",
+        )
+        .await;
+        // HTTP/1.1 in; HTTP/2 between the sidecars (hyper's pooled client
+        // over the mTLS connector); the app is reached over HTTP/2 as well.
+        for _ in 0..3 {
+            let r = get(&client(), frontend.outbound_addr(), "reviews", "/").await;
+            assert_eq!(
+                (r.status.as_u16(), r.body.as_str()),
+                (200, "spiffe://mesh.test/svc/frontend")
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn disabled_means_plaintext_both_ways() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let m = mesh("disabled").await;
+        let r = get(&client(), m.frontend.outbound_addr(), "reviews", "/").await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "anonymous"));
+        let r = get(&client(), m.reviews.inbound_addr(), "reviews", "/").await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "anonymous"));
     })
     .await
     .unwrap();
@@ -507,4 +568,26 @@ fn identity_loading_refuses_bad_input_with_a_reason() {
     let (from, until) = id.validity();
     let renew = id.renew_at();
     assert!(renew > from && renew < until);
+}
+
+#[tokio::test]
+async fn steady_traffic_reuses_one_mtls_connection() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let m = mesh("strict").await;
+        let c = client();
+        for _ in 0..20 {
+            let r = get(&c, m.frontend.outbound_addr(), "reviews", "/").await;
+            assert_eq!(r.status, 200);
+        }
+        let open = m
+            .reviews
+            .metrics_text()
+            .lines()
+            .find(|l| l.starts_with("gitmesh_active_connections{listener=\"inbound\"}"))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string());
+        // Twenty sequential requests, one pooled connection (one handshake).
+        assert_eq!(open.as_deref(), Some("1"), "{}", m.reviews.metrics_text());
+    })
+    .await
+    .unwrap();
 }

@@ -291,3 +291,81 @@ async fn shutdown_ends_waiting_long_polls_and_closes_the_port() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(s.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn certificate_requests_are_checked_over_http() {
+    use super::super::certificates::{BootstrapTokens, CertificateService};
+    use crate::ca::MeshCa;
+    let token = "server-test-token-0123456789";
+    let ca = MeshCa::generate("mesh.test", std::time::SystemTime::now()).unwrap();
+    let service = CertificateService::new(
+        ca,
+        BootstrapTokens::global(token).unwrap(),
+        Duration::from_secs(3600),
+        Default::default(),
+    );
+    let registry = RegistryHandle::new(Duration::from_secs(1));
+    let server = ApiServer::bind(SocketAddr::from(([127, 0, 0, 1], 0)), registry)
+        .await
+        .unwrap()
+        .with_certificates(service);
+    let addr = server.local_addr();
+    let task = tokio::spawn(server.run(std::future::pending()));
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let call = |auth: Option<&str>, body: String| {
+        let mut req = Request::builder()
+            .method(Method::POST)
+            .uri(format!("http://{addr}/v1/certificates"));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        let client = client.clone();
+        async move {
+            let res = timeout(Duration::from_secs(10), client.request(req))
+                .await
+                .unwrap()
+                .unwrap();
+            let status = res.status();
+            let body = res.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        "spiffe://mesh.test/svc/reviews".try_into().unwrap(),
+    )];
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let good = serde_json::json!({"service": "reviews", "csr": csr}).to_string();
+    let bearer = format!("Bearer {token}");
+
+    let (status, _) = call(None, good.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(Some("Bearer wrong"), good.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(!body.contains("BEGIN CERTIFICATE"), "{body}");
+    let (status, body) = call(Some(&bearer), "{not json".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let bad_csr = serde_json::json!({"service": "reviews", "csr": "garbage"}).to_string();
+    let (status, body) = call(Some(&bearer), bad_csr).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("not a PEM certificate request"), "{body}");
+    let other = serde_json::json!({"service": "ratings", "csr": csr}).to_string();
+    let (status, body) = call(Some(&bearer), other).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("spiffe://mesh.test/svc/ratings"), "{body}");
+    let huge = "x".repeat(MAX_BODY_BYTES + 1);
+    let (status, _) = call(Some(&bearer), huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, body) = call(Some(&bearer), good).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let issued: gitmesh_proxy_config::api::IssuedCertificate = serde_json::from_str(&body).unwrap();
+    assert!(
+        issued
+            .certificate
+            .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+    task.abort();
+}
