@@ -378,6 +378,10 @@ fn a_healthy_canary_is_promoted_on_prometheus_numbers() {
     assert!(requests_of(&canary) >= 10, "{body}");
     assert!(requests_of(&stable) >= 10, "{body}");
     assert!(canary.contains("p99="), "{body}");
+    assert!(
+        body.contains("the gates passed (metrics from Prometheus at http://127.0.0.1:"),
+        "{body}"
+    );
     wait_for_step(repo, "api: canary v2 100% → 100% (complete)");
     let log = status_log(repo);
     assert!(!log.iter().any(|s| s.contains("rolled back")), "{log:#?}");

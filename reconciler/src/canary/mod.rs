@@ -23,7 +23,7 @@ pub use self::control::{Control, ControlError, control_edit};
 pub use self::engine::{Action, CanaryState, CanaryStatus, Outcome, decide, spec_digest, start};
 pub use self::gates::{Gate, Verdict, evaluate, with_unreadable};
 pub use self::histogram::{Bucket, Histogram, HistogramError};
-pub use self::prometheus::{PrometheusError, WindowQuery, WindowStats};
+pub use self::prometheus::{PrometheusError, WindowQuery, WindowStats, from_prometheus};
 pub use self::record::{decision, gates, to_event};
 pub use self::scrape::{LATENCY_METRIC, REQUESTS_METRIC, Sample, Scrape, ScrapeError, SubsetKey};
 pub use self::window::{Stats, subset_window, window_stats};

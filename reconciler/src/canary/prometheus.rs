@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use super::gates::Verdict;
 use super::scrape::{LATENCY_METRIC, REQUESTS_METRIC};
 use super::window::Stats;
 
@@ -155,6 +156,26 @@ impl WindowQuery {
             stable: stats(&self.stable),
             canary: stats(&self.canary),
         })
+    }
+}
+
+/// A window's verdict on numbers read from the Prometheus at `url`, saying
+/// so: a pass notes where its numbers came from, and so does a hold for
+/// too little data (so "0 requests" is not read as the sidecars' word). A
+/// failure is left as it is: its numbers are in the evidence.
+pub fn from_prometheus(verdict: Verdict, url: &str) -> Verdict {
+    let said = format!("metrics from Prometheus at {url}");
+    match verdict {
+        Verdict::Pass { note } => Verdict::Pass {
+            note: Some(match note {
+                Some(n) => format!("{n}; {said}"),
+                None => said,
+            }),
+        },
+        Verdict::NoData { reason } => Verdict::NoData {
+            reason: format!("{reason} ({said})"),
+        },
+        fail @ Verdict::Fail { .. } => fail,
     }
 }
 

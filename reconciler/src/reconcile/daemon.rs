@@ -755,7 +755,8 @@ impl Daemon {
                         Ok(w) => {
                             let v = canary::evaluate(&w.stable, &w.canary, &spec.analysis);
                             (stable, canary_stats) = (w.stable, w.canary);
-                            v
+                            let url = self.metrics_source().prometheus_url.unwrap_or_default();
+                            canary::from_prometheus(v, &url)
                         }
                         Err(why) => canary::Verdict::NoData { reason: why },
                     });

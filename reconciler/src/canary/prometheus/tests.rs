@@ -193,3 +193,44 @@ fn garbage_is_an_error() {
     let err = query().stats(body, &p99s()).unwrap_err();
     assert!(matches!(err, PrometheusError::Shape(_)), "{err}");
 }
+
+#[test]
+fn a_verdict_on_prometheus_numbers_says_where_they_came_from() {
+    let url = "http://prom:9090";
+    assert_eq!(
+        from_prometheus(Verdict::Pass { note: None }, url),
+        Verdict::Pass {
+            note: Some("metrics from Prometheus at http://prom:9090".into())
+        }
+    );
+    assert_eq!(
+        from_prometheus(
+            Verdict::Pass {
+                note: Some("gates relative to stable skipped".into())
+            },
+            url
+        ),
+        Verdict::Pass {
+            note: Some(
+                "gates relative to stable skipped; metrics from Prometheus at http://prom:9090"
+                    .into()
+            )
+        }
+    );
+    assert_eq!(
+        from_prometheus(
+            Verdict::NoData {
+                reason: "canary had 3 requests".into()
+            },
+            url
+        ),
+        Verdict::NoData {
+            reason: "canary had 3 requests (metrics from Prometheus at http://prom:9090)".into()
+        }
+    );
+    let fail = Verdict::Fail {
+        gate: crate::canary::Gate::ErrorRate,
+        detail: "canary error rate 20%".into(),
+    };
+    assert_eq!(from_prometheus(fail.clone(), url), fail);
+}
