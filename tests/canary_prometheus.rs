@@ -156,7 +156,7 @@ fn prometheus(binary: &Path, listen: SocketAddr, targets: &[SocketAddr]) -> Prom
 }
 
 /// The mesh: Prometheus (unless `prometheus` is `None`: its URL then points
-/// at a port nothing listens on), the reconciler, two api versions behind
+/// at port 1, where nothing listens), the reconciler, two api versions behind
 /// sidecars, the web caller's sidecar, and traffic through it until dropped.
 struct Mesh {
     repo: tempfile::TempDir,
@@ -173,7 +173,13 @@ impl Drop for Mesh {
 }
 
 fn mesh(prometheus_bin: Option<&Path>, canary_error_rate: &str, failure_limit: u32) -> Mesh {
-    let prometheus_addr = free_port();
+    // Without Prometheus, port 1 (privileged: nothing in these tests can
+    // listen there, unlike a free port picked now and reused by a sidecar
+    // later) refuses every connection.
+    let prometheus_addr = match prometheus_bin {
+        Some(_) => free_port(),
+        None => "127.0.0.1:1".parse().unwrap(),
+    };
     let repo = tempfile::tempdir().unwrap();
     let policy = MESH
         .replace("PROMETHEUS_URL", &format!("http://{prometheus_addr}"))
