@@ -524,6 +524,36 @@ mod tests {
 
     /// Lint refuses what a proxy would NACK: a header name with a space.
     #[test]
+    fn a_prometheus_url_is_an_http_url() {
+        let mesh = |url: &str| {
+            format!(
+                "apiVersion: gitmesh.dev/v1alpha1\nkind: Mesh\nmetadata: {{name: m}}\nspec:\n  metrics:\n    source: prometheus\n    prometheusUrl: {url}\n"
+            )
+        };
+        for good in [
+            "http://prometheus:9090",
+            "https://mon.example/prom/",
+            "http://127.0.0.1:9090",
+        ] {
+            assert!(check(Kind::Mesh, &mesh(good)).is_empty(), "{good}");
+        }
+        for bad in [
+            "prometheus:9090",
+            "http://",
+            "ftp://prom",
+            "'http://prom:9090?x=1'",
+        ] {
+            let d = check(Kind::Mesh, &mesh(bad));
+            assert_eq!(d.len(), 1, "{bad}: {d:?}");
+            assert_eq!(
+                (d[0].code, d[0].span.line),
+                (Code::SchemaViolation, 7),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn header_names_must_be_http_tokens() {
         let d = check(
             Kind::HTTPRoute,

@@ -31,7 +31,8 @@ use tokio::sync::watch;
 /// updated. Restarted, it resumes from what the status branch records.
 ///
 /// Canary Rollouts of the live version are promoted step by step while
-/// their metric gates pass (read from the callers' sidecars' /metrics), and
+/// their metric gates pass (read from the callers' sidecars' /metrics, or
+/// from Prometheus' query API with `Mesh` `metrics.source: prometheus`), and
 /// a completed one's final weights are committed back to --branch (pushed
 /// without force in remote mode). See docs/canary.md.
 ///

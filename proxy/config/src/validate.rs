@@ -564,4 +564,37 @@ mod tests {
         );
         assert!(matches!(&f[1], Filter::RequestHeaderModifier(m) if m.set.len() == 1));
     }
+
+    #[test]
+    fn authorization_and_jwt_problems_are_collected() {
+        let c = ProxyConfig::from_json(
+            br#"{"version": "v", "service": "api", "inbound": {
+                "authorization": {"rules": [{"source": "*", "permissions": [
+                    {"action": "allow", "methods": ["GET PUT"], "claims": {"role": "admin"}}
+                ]}]},
+                "jwt": {"providers": [
+                    {"issuer": "a", "jwks": {"url": "http://idp.example.com/k"}},
+                    {"issuer": "a", "jwks": {"file": "/k", "url": "https://x/k"}},
+                    {"issuer": "b", "jwks": {"url": "http://127.0.0.1:8080/k", "refresh": "0s"}}
+                ]}
+            }}"#,
+        );
+        let problems: Vec<String> = c.unwrap_err().problems.into_iter().map(|p| p.at).collect();
+        assert_eq!(
+            problems,
+            [
+                "inbound.authorization.rules[0].permissions[0].methods[0]",
+                "inbound.jwt.providers[0].jwks.url",
+                "inbound.jwt.providers[1].issuer",
+                "inbound.jwt.providers[1].jwks",
+                "inbound.jwt.providers[2].jwks.refresh",
+            ]
+        );
+        assert!(check_jwks_url("https://idp.example.com/jwks").is_ok());
+        assert!(check_jwks_url("http://localhost:9/jwks").is_ok());
+        assert!(check_jwks_url("http://[::1]:9/jwks").is_ok());
+        assert!(check_jwks_url("http://127.0.0.1.evil.com/jwks").is_err());
+        assert!(check_jwks_url("http://localhost@evil.com/jwks").is_err());
+        assert!(check_jwks_url("ftp://x/jwks").is_err());
+    }
 }

@@ -6,11 +6,14 @@
 //! [`window_stats`] (a window's increase per subset, summed over proxies)
 //! → [`evaluate`] (the gates: pass, fail or no data) → [`decide`] (the
 //! Rollout's state machine) → [`to_event`] (the status-branch record).
+//! With Prometheus as the metrics source, [`WindowQuery`] (the window's
+//! PromQL and the reading of its answers) stands in for the first two.
 
 mod control;
 mod engine;
 mod gates;
 mod histogram;
+mod prometheus;
 mod record;
 mod scrape;
 mod window;
@@ -20,6 +23,7 @@ pub use self::control::{Control, ControlError, control_edit};
 pub use self::engine::{Action, CanaryState, CanaryStatus, Outcome, decide, spec_digest, start};
 pub use self::gates::{Gate, Verdict, evaluate, with_unreadable};
 pub use self::histogram::{Bucket, Histogram, HistogramError};
+pub use self::prometheus::{PrometheusError, WindowQuery, WindowStats, from_prometheus};
 pub use self::record::{decision, gates, to_event};
 pub use self::scrape::{LATENCY_METRIC, REQUESTS_METRIC, Sample, Scrape, ScrapeError, SubsetKey};
 pub use self::window::{Stats, subset_window, window_stats};

@@ -135,8 +135,11 @@ pub struct MetricsSource {
     /// `prometheus`: query a Prometheus server.
     #[serde(default)]
     pub source: MetricsSourceKind,
-    /// Base URL of the Prometheus HTTP API, for `source: prometheus`.
+    /// Base URL of the Prometheus HTTP API (`http://prometheus:9090`, or
+    /// with a path prefix), for `source: prometheus`: each canary window is
+    /// two instant queries on its `/api/v1/query`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"))]
     pub prometheus_url: Option<String>,
 }
 

@@ -16,19 +16,23 @@ use gitmesh_proxy_config::api::ConfigUpdate;
 use tokio::sync::watch;
 
 use crate::api::RegistryHandle;
-use crate::canary::{self, CanaryStatus, Scrape, Stats, window_stats};
+use crate::canary::{self, CanaryStatus, Scrape, Stats, WindowQuery, WindowStats, window_stats};
 use crate::compile::{CanaryWeights, Snapshots, compile};
 use crate::diagnostic::Severity;
 use crate::endpoints::Instance;
 use crate::lint::lint;
-use crate::policy::RolloutSpec;
+use crate::policy::{MetricsSource, MetricsSourceKind, RolloutSpec};
 use crate::source;
 use crate::status::{Identity, RevertReason, StatusEvent, StatusLog, short};
 use crate::waves::{self, ProxyReport, Revert, Step, wave_plan};
 
 use super::assign::{Version, changed_proxies, config_for, version_for};
 use super::metrics::Metrics;
+use super::prometheus::Prometheus;
 use super::state::RecordedState;
+
+/// How long a Prometheus query may take (connect included).
+const PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug)]
 pub struct DaemonSettings {
@@ -76,6 +80,11 @@ pub struct Daemon {
     windows: HashMap<String, Window>,
     /// Proxy metrics read for this pass, when a window needed them.
     scrapes: Option<super::scrape::Scrapes>,
+    /// With Prometheus as the metrics source: the windows read for this
+    /// pass, by Rollout, with their length (ms), or why they could not be.
+    queried: HashMap<String, (u64, Result<WindowStats, String>)>,
+    /// The client of the Prometheus server last configured.
+    prometheus: Option<Prometheus>,
     /// Versions compiled with the canaries' current weights, by commit.
     weighted: HashMap<String, (CanaryWeights, Snapshots)>,
     /// Each canary's last decision (action, step, kind of reason), to
@@ -135,6 +144,8 @@ impl Daemon {
             seen_at: None,
             windows: HashMap::new(),
             scrapes: None,
+            queried: HashMap::new(),
+            prometheus: None,
             weighted: HashMap::new(),
             last_decision: HashMap::new(),
         })
@@ -162,6 +173,8 @@ impl Daemon {
             } else {
                 Some(super::scrape::scrape_all(admins, Duration::from_secs(2)).await)
             };
+            let due = self.queries_due(Instant::now());
+            self.queried = self.query_prometheus(due).await;
             self.reconcile(tip.as_deref(), Instant::now());
             tokio::select! {
                 _ = &mut shutdown => return,
@@ -568,6 +581,9 @@ impl Daemon {
     /// The proxies to read metrics from when a canary window starts or
     /// ends now (none when no window needs them).
     fn scrape_due(&self, now: Instant) -> Vec<(String, String)> {
+        if self.metrics_source().source == MetricsSourceKind::Prometheus {
+            return Vec::new();
+        }
         let due = self.live_rollouts().iter().any(|(name, spec)| {
             let running = self.state.canaries.get(name).is_none_or(|c| {
                 matches!(c.status, CanaryStatus::Progressing | CanaryStatus::Paused)
@@ -587,6 +603,80 @@ impl Daemon {
             .into_iter()
             .filter_map(|p| p.admin.map(|admin| (p.id, admin)))
             .collect()
+    }
+
+    /// Where canary analysis reads metrics: the live version's `Mesh`.
+    fn metrics_source(&self) -> MetricsSource {
+        self.state
+            .last_good
+            .as_ref()
+            .and_then(|c| self.versions.get(c))
+            .and_then(|v| v.policies.meshes.first())
+            .map(|m| m.value.spec.metrics.clone())
+            .unwrap_or_default()
+    }
+
+    /// With Prometheus as the metrics source: the windows that end now,
+    /// by Rollout (a window opens when its Rollout's weight is set, in
+    /// [`Daemon::canaries`]).
+    fn queries_due(&self, now: Instant) -> Vec<(String, WindowQuery)> {
+        if self.metrics_source().source != MetricsSourceKind::Prometheus {
+            return Vec::new();
+        }
+        self.live_rollouts()
+            .into_iter()
+            .filter(|(name, _)| {
+                self.state.canaries.get(name).is_some_and(|c| {
+                    matches!(c.status, CanaryStatus::Progressing | CanaryStatus::Paused)
+                })
+            })
+            .filter_map(|(name, spec)| {
+                let elapsed = now.saturating_duration_since(self.windows.get(&name)?.started);
+                (elapsed >= spec.analysis.interval.to_std()).then(|| {
+                    let query = WindowQuery {
+                        service: spec.service.clone(),
+                        stable: spec.stable_subset.clone(),
+                        canary: spec.canary_subset.clone(),
+                        window_ms: elapsed.as_millis() as u64,
+                    };
+                    (name, query)
+                })
+            })
+            .collect()
+    }
+
+    /// Reads each due window from Prometheus; a failure is kept as the
+    /// reason to hold.
+    async fn query_prometheus(
+        &mut self,
+        due: Vec<(String, WindowQuery)>,
+    ) -> HashMap<String, (u64, Result<WindowStats, String>)> {
+        if due.is_empty() {
+            return HashMap::new();
+        }
+        let url = self.metrics_source().prometheus_url.unwrap_or_default();
+        if self
+            .prometheus
+            .as_ref()
+            .is_none_or(|p| p.base() != url.trim_end_matches('/'))
+        {
+            self.prometheus = Prometheus::new(&url, PROMETHEUS_TIMEOUT)
+                .inspect_err(|e| tracing::warn!(error = %e, "no Prometheus client"))
+                .ok();
+        }
+        let at = std::time::SystemTime::now();
+        let mut out = HashMap::new();
+        for (name, query) in due {
+            let result = match &self.prometheus {
+                Some(p) => p.window(&query, at).await.map_err(|e| e.to_string()),
+                None => Err(format!("Prometheus at {url}: no client")),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(rollout = %name, error = %e, "cannot read the canary window from Prometheus");
+            }
+            out.insert(name, (query.window_ms, result));
+        }
+        out
     }
 
     /// Moves every canary Rollout of the live version one step: start it,
@@ -651,7 +741,27 @@ impl Daemon {
                 (Stats::default(), Stats::default(), 0);
             let mut verdict = None;
             let empty = self.empty_subset(&source, &spec);
-            if let Some(scrapes) = self.scrapes.as_ref().map(|s| &s.pages) {
+            if self.metrics_source().source == MetricsSourceKind::Prometheus {
+                // The window opens with the Rollout's weight, and closes
+                // with the answer read from Prometheus for this pass.
+                let window = self.windows.entry(name.clone()).or_insert(Window {
+                    started: now,
+                    baseline: None,
+                });
+                if let Some((ms, result)) = self.queried.remove(&name) {
+                    window_ms = ms;
+                    window.started = now;
+                    verdict = Some(match result {
+                        Ok(w) => {
+                            let v = canary::evaluate(&w.stable, &w.canary, &spec.analysis);
+                            (stable, canary_stats) = (w.stable, w.canary);
+                            let url = self.metrics_source().prometheus_url.unwrap_or_default();
+                            canary::from_prometheus(v, &url)
+                        }
+                        Err(why) => canary::Verdict::NoData { reason: why },
+                    });
+                }
+            } else if let Some(scrapes) = self.scrapes.as_ref().map(|s| &s.pages) {
                 let window = self.windows.entry(name.clone()).or_insert(Window {
                     started: now,
                     baseline: None,

@@ -10,6 +10,7 @@ pub mod assign;
 pub mod daemon;
 pub mod metrics;
 pub mod overrides;
+pub mod prometheus;
 pub mod scrape;
 pub mod state;
 

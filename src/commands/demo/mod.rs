@@ -28,7 +28,7 @@ use serde_json::json;
 use display::Display;
 use policy::PolicyRepo;
 use processes::Processes;
-use scenario::{APP_LATENCY, CALLERS, Phase, VERSIONS};
+use scenario::{APP_LATENCY, CALLERS, Phase, TRUST_DOMAIN, VERSIONS};
 use traffic::{Recorder, Summary};
 
 /// Run the whole mesh on this machine and watch it work: a route change
@@ -40,11 +40,15 @@ use traffic::{Recorder, Summary};
 /// reconcile` watching it, three versions of an `api` service (`gitmesh
 /// demo-app`, 20ms per answer) each behind its sidecar (`gitmesh proxy`),
 /// three sidecars of a caller `web`, and a traffic generator sending about
-/// 150 requests a second through the web sidecars.
+/// 150 requests a second through the web sidecars. The reconciler runs a
+/// mesh CA made for this run: each sidecar gets its SPIFFE certificate with
+/// a bootstrap token, sidecars talk strict mTLS, and api's Intentions let
+/// only `web` in.
 ///
 /// The story, one commit per chapter:
 ///   1. api's route changes (answers say x-demo-route: r2); the commit's
-///      trailers ask for waves: one web proxy first, all of them 4s later.
+///      trailers ask for waves: one web proxy first, the two others once
+///      it has stayed healthy for 4s.
 ///   2. A Rollout sends 20%, 50%, then 100% of api's traffic to v2; every
 ///      3s the reconciler reads the web sidecars' /metrics and checks v2's
 ///      error rate and p99 against v1's before promoting.
@@ -54,8 +58,8 @@ use traffic::{Recorder, Summary};
 /// After each step the measured split, error rate and p99 per version are
 /// printed; at the end, `git log` of the status branch (every step, with
 /// its evidence in the message and trailers) and of the desired-state
-/// branch (`main`). The repo stays on disk to explore; it takes about a
-/// minute and stops every process it started, also on Ctrl-C.
+/// branch (`main`). The repo stays on disk to explore. It takes about 30
+/// seconds and stops every process it started, also on Ctrl-C.
 ///
 /// Examples:
 ///   cargo run --release -- demo
@@ -205,7 +209,7 @@ fn tell(
 ) -> anyhow::Result<()> {
     let repo = PolicyRepo::create(&work.join("policy"))?;
     display.say(&format!(
-        "gitmesh demo: a policy repo in {}, a reconciler, 3 versions of api and 3 callers, all on 127.0.0.1",
+        "gitmesh demo: a policy repo in {}, a reconciler with its mesh CA, 3 versions of api and 3 callers, all on 127.0.0.1; sidecars talk strict mTLS as spiffe://{TRUST_DOMAIN}/svc/<service>",
         repo.path().display()
     ));
     let mesh = start(repo.path(), work, processes, interrupted)?;
@@ -276,7 +280,7 @@ fn tell(
     for line in &status_log {
         display.say(&format!("  {line}"));
     }
-    display.say("\ngit log --oneline main (the desired state, as people committed it):");
+    display.say("\ngit log --oneline main (the desired state: people's commits and the canary's write-back):");
     for line in &desired_log {
         display.say(&format!("  {line}"));
     }
@@ -325,18 +329,18 @@ fn start(
     let mut next = || ports.next().expect("enough ports were picked");
     let control = next();
     let control_url = format!("http://{control}");
-    processes.spawn(
-        "reconciler",
-        &args(&[
-            "reconcile",
-            "--repo",
-            &repo.display().to_string(),
-            "--listen",
-            &control.to_string(),
-            "--heartbeat",
-            "300ms",
-        ]),
-    )?;
+    let identity = MeshIdentity::create(work)?;
+    let mut reconciler = args(&[
+        "reconcile",
+        "--repo",
+        &repo.display().to_string(),
+        "--listen",
+        &control.to_string(),
+        "--heartbeat",
+        "300ms",
+    ]);
+    reconciler.extend(identity.reconciler_args());
+    processes.spawn("reconciler", &reconciler)?;
     let mut apps = Vec::new();
     for version in VERSIONS {
         let app = next();
@@ -375,6 +379,7 @@ fn start(
                 admin,
                 *app,
                 work,
+                &identity,
             ),
         )?;
     }
@@ -397,6 +402,7 @@ fn start(
                 admin,
                 web_app_addr,
                 work,
+                &identity,
             ),
         )?;
         callers.push((outbound, admin));
@@ -422,6 +428,7 @@ fn sidecar(
     admin: SocketAddr,
     app: SocketAddr,
     work: &Path,
+    identity: &MeshIdentity,
 ) -> Vec<String> {
     let name = match version {
         Some(v) => format!("{service}-{v}"),
@@ -447,7 +454,71 @@ fn sidecar(
     if let Some(version) = version {
         list.extend(args(&["--label", &format!("version={version}")]));
     }
+    list.extend(identity.sidecar_args());
     list
+}
+
+/// The demo mesh's identities: a CA root made for this run (in the work
+/// directory, never in the policy repo) that the reconciler serves, and a
+/// bootstrap token with which each sidecar gets its SPIFFE certificate.
+/// Sidecars then talk mTLS only (the Mesh says `strict`), and api's
+/// Intentions let `web` in by its identity.
+struct MeshIdentity {
+    ca_dir: PathBuf,
+    /// `*: <token>`, for the reconciler.
+    tokens: PathBuf,
+    /// The token alone, for the sidecars.
+    token: PathBuf,
+}
+
+impl MeshIdentity {
+    fn create(work: &Path) -> anyhow::Result<Self> {
+        let ca_dir = work.join("ca");
+        gitmesh_reconciler::ca::MeshCa::load_or_generate(&ca_dir, TRUST_DOMAIN)
+            .context("making the demo's mesh CA")?;
+        let secret: String = (0..32)
+            .map(|_| char::from_digit(rand::random_range(0..16u32), 16).expect("a hex digit"))
+            .collect();
+        let tokens = work.join("bootstrap-tokens");
+        let token = work.join("bootstrap-token");
+        std::fs::write(&tokens, format!("*: {secret}\n"))?;
+        std::fs::write(&token, &secret)?;
+        Ok(MeshIdentity {
+            ca_dir,
+            tokens,
+            token,
+        })
+    }
+
+    fn ca_bundle(&self) -> PathBuf {
+        self.ca_dir.join("ca.pem")
+    }
+
+    fn reconciler_args(&self) -> Vec<String> {
+        let show = |p: PathBuf| p.display().to_string();
+        vec![
+            "--bootstrap-token-file".into(),
+            show(self.tokens.clone()),
+            "--ca-cert".into(),
+            show(self.ca_bundle()),
+            "--ca-key".into(),
+            show(self.ca_dir.join("ca-key.pem")),
+            "--trust-domain".into(),
+            TRUST_DOMAIN.into(),
+        ]
+    }
+
+    fn sidecar_args(&self) -> Vec<String> {
+        let show = |p: PathBuf| p.display().to_string();
+        vec![
+            "--bootstrap-token-file".into(),
+            show(self.token.clone()),
+            "--ca-bundle".into(),
+            show(self.ca_bundle()),
+            "--trust-domain".into(),
+            TRUST_DOMAIN.into(),
+        ]
+    }
 }
 
 /// Polls `done` every 100 ms for up to 30 s, stopping early on Ctrl-C or a

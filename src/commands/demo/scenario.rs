@@ -14,6 +14,10 @@ pub const CALLERS: usize = 3;
 /// Every api answer takes this long (well above a loaded machine's noise,
 /// so p99 ratios between versions mean something).
 pub const APP_LATENCY: &str = "20ms";
+
+/// The Mesh's `trustDomain` (examples/demo/repo/mesh.yaml): sidecars are
+/// `spiffe://demo.local/svc/<service>`.
+pub const TRUST_DOMAIN: &str = "demo.local";
 /// The faulty canary's error rate, set through its `/control` endpoint.
 pub const FAULTY_ERROR_RATE: f64 = 0.3;
 
@@ -53,9 +57,9 @@ pub struct Phase {
 pub fn ends(phase: PhaseId, source: &str, event: &StatusEvent) -> bool {
     match (phase, event) {
         (PhaseId::Waves, StatusEvent::Applied { source: s, .. }) => s == source,
-        (PhaseId::Canary, StatusEvent::CanaryStep(step)) => {
-            step.rollout == "api-v2" && step.decision == Decision::Complete
-        }
+        // A completed rollout's final weights are written back to main;
+        // that record (a commit, or why not) closes the chapter.
+        (PhaseId::Canary, StatusEvent::WriteBack { rollout, .. }) => rollout == "api-v2",
         (PhaseId::Rollback, StatusEvent::CanaryStep(step)) => {
             step.rollout == "api-v3"
                 && matches!(step.decision, Decision::Rollback | Decision::Complete)
@@ -98,7 +102,8 @@ pub fn phases() -> Vec<Phase> {
             id: PhaseId::Canary,
             title: "2/3 A healthy canary: v2 promoted to 100%",
             explain: "A Rollout moves api's traffic from v1 to v2: 20%, 50%, 100%. Every 3s the\n\
-                      reconciler reads the web sidecars' /metrics and checks v2's errors and p99 against v1's.",
+                      reconciler reads the web sidecars' /metrics and checks v2's errors and p99 against v1's;\n\
+                      at 100% it writes the final weights back to the route on main.",
             fault: None,
             change: Change {
                 message: "api: release v2 as a canary (20% → 50% → 100%)\n".into(),
@@ -115,8 +120,8 @@ pub fn phases() -> Vec<Phase> {
             fault: Some(("v3", FAULTY_ERROR_RATE)),
             change: Change {
                 message: "api: v2 is stable; release v3 as a canary\n\n\
-                          The route sends everything to v2 (the promotion the last canary\n\
-                          made), and the Rollout api-v3 owns the v2/v3 split from here.\n"
+                          The route sends everything to v2 (as the write-back of the last\n\
+                          canary left it), and the Rollout api-v3 owns the v2/v3 split from here.\n"
                     .into(),
                 writes: vec![
                     ("routes/api.yaml", ROUTE_V2),
@@ -182,15 +187,20 @@ mod tests {
         assert!(ends(PhaseId::Waves, "abc", &applied));
         assert!(!ends(PhaseId::Waves, "def", &applied));
         assert!(!ends(PhaseId::Canary, "abc", &applied));
-        assert!(ends(
-            PhaseId::Canary,
-            "x",
-            &step("api-v2", Decision::Complete)
-        ));
+        let write_back = StatusEvent::WriteBack {
+            source: "abc".into(),
+            rollout: "api-v2".into(),
+            service: "api".into(),
+            branch: "main".into(),
+            path: "routes/api.yaml".into(),
+            commit: Some("def".into()),
+            refused: None,
+        };
+        assert!(ends(PhaseId::Canary, "x", &write_back));
         assert!(!ends(
             PhaseId::Canary,
             "x",
-            &step("api-v2", Decision::Promote)
+            &step("api-v2", Decision::Complete)
         ));
         assert!(ends(
             PhaseId::Rollback,
