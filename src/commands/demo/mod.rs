@@ -217,7 +217,7 @@ fn tell(
         "event": "started",
         "dir": work,
         "repo": repo.path(),
-        "reconciler": format!("http://{}", mesh.control),
+        "reconciler": format!("https://{}", mesh.control),
         "callers": mesh.callers.iter().map(|(o, a)| json!({"outbound": o, "admin": a})).collect::<Vec<_>>(),
         "pids": processes.pids(),
     }));
@@ -328,7 +328,8 @@ fn start(
     let mut ports = ports.into_iter();
     let mut next = || ports.next().expect("enough ports were picked");
     let control = next();
-    let control_url = format!("http://{control}");
+    // With the mesh CA on, the proxy API is HTTPS only.
+    let control_url = format!("https://{control}");
     let identity = MeshIdentity::create(work)?;
     let mut reconciler = args(&[
         "reconcile",
@@ -705,8 +706,8 @@ fn keep_running(
     let exe = exe.display();
     display.say(&format!(
         "\nThe mesh keeps running (--keep); Ctrl-C stops every process. Talk to it:\n  \
-         {exe} status --reconciler http://{control}\n  \
-         curl -s http://{control}/metrics | head\n  \
+         {exe} status --reconciler https://{control} --ca-bundle {ca}\n  \
+         curl -s --cacert {ca} https://{control}/metrics | head\n  \
          curl -si -x http://{outbound} http://api/items      # through web-1's sidecar\n  \
          curl -s http://{admin}/metrics | grep gitmesh_     # web-1's sidecar metrics\n  \
          curl -s http://{admin}/config                      # the config it runs\n  \
@@ -714,6 +715,7 @@ fn keep_running(
          Commit to {repo} (branch main) and watch the reconciler roll it out.\n\
          Process logs: {logs}",
         control = mesh.control,
+        ca = work.join("ca/ca.pem").display(),
         repo = repo.display(),
         logs = work.join("logs").display(),
     ));
