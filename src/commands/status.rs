@@ -11,7 +11,7 @@ use clap::Args;
 /// Examples:
 ///   gitmesh status
 ///   gitmesh status --reconciler http://10.0.0.5:15010 --json
-///   gitmesh status --reconciler https://127.0.0.1:15010 \\
+///   gitmesh status --reconciler https://127.0.0.1:15010 \
 ///       --ca-bundle mesh-policy/.git/gitmesh/ca/ca.pem
 #[derive(Args)]
 #[command(verbatim_doc_comment)]
