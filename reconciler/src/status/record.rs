@@ -301,28 +301,7 @@ impl StatusLog {
         contents: &[u8],
         message: &str,
     ) -> Result<WriteBack> {
-        let repo = self.repo()?;
-        let ref_name = branch_ref(branch)?;
-        let parts = split_path(path)?;
-        let blob = repo.blob(contents)?;
-        let made = commit_cas(&repo, &ref_name, &self.identity, message, false, |parent| {
-            let parent = parent.ok_or_else(|| RecordError::NoSuchBranch(branch.to_string()))?;
-            let base = parent.tree()?;
-            let mode = match base.get_path(Path::new(path)) {
-                Ok(entry) if entry.id() == blob => return Ok(None),
-                Ok(entry) if entry.kind() == Some(ObjectType::Blob) => entry.filemode(),
-                Ok(_) => return Err(RecordError::BadPath(path.to_string())),
-                Err(e) if e.code() == ErrorCode::NotFound => FILE_MODE,
-                Err(e) => return Err(e.into()),
-            };
-            set_path(&repo, Some(&base), &parts, Some((blob, mode))).map(Some)
-        })?;
-        match made {
-            Some(id) => Ok(WriteBack::Committed(id)),
-            None => Ok(WriteBack::Unchanged(CommitId(
-                tip(&repo, &ref_name)?.ok_or_else(|| RecordError::NoSuchBranch(branch.into()))?,
-            ))),
-        }
+        self.commit_desired(branch, path, None, contents, message)
     }
 
     /// Like [`write_desired`](Self::write_desired), but only over `old`:
@@ -338,23 +317,40 @@ impl StatusLog {
         contents: &[u8],
         message: &str,
     ) -> Result<WriteBack> {
+        let expected = Oid::hash_object(ObjectType::Blob, old)?;
+        self.commit_desired(branch, path, Some(expected), contents, message)
+    }
+
+    /// Commits `contents` at `path` on `branch`; with `expected`, only over
+    /// a file whose blob is `expected` (else a conflict).
+    fn commit_desired(
+        &self,
+        branch: &str,
+        path: &str,
+        expected: Option<Oid>,
+        contents: &[u8],
+        message: &str,
+    ) -> Result<WriteBack> {
         let repo = self.repo()?;
         let ref_name = branch_ref(branch)?;
         let parts = split_path(path)?;
         let blob = repo.blob(contents)?;
-        let expected = Oid::hash_object(ObjectType::Blob, old)?;
         let made = commit_cas(&repo, &ref_name, &self.identity, message, false, |parent| {
             let parent = parent.ok_or_else(|| RecordError::NoSuchBranch(branch.to_string()))?;
             let base = parent.tree()?;
-            let mode = match base.get_path(Path::new(path)) {
-                Ok(entry) if entry.id() == blob => return Ok(None),
-                Ok(entry) if entry.id() == expected => entry.filemode(),
-                Ok(_) | Err(_) => {
+            let mode = match (base.get_path(Path::new(path)), expected) {
+                (Ok(entry), _) if entry.id() == blob => return Ok(None),
+                (Ok(entry), Some(expected)) if entry.id() == expected => entry.filemode(),
+                (_, Some(_)) => {
                     return Err(RecordError::Conflict {
                         branch: branch.to_string(),
                         path: path.to_string(),
                     });
                 }
+                (Ok(entry), None) if entry.kind() == Some(ObjectType::Blob) => entry.filemode(),
+                (Ok(_), None) => return Err(RecordError::BadPath(path.to_string())),
+                (Err(e), None) if e.code() == ErrorCode::NotFound => FILE_MODE,
+                (Err(e), None) => return Err(e.into()),
             };
             set_path(&repo, Some(&base), &parts, Some((blob, mode))).map(Some)
         })?;
