@@ -62,6 +62,18 @@ impl Histogram {
     }
 
     /// Every observation: the `+Inf` bucket's count.
+    /// The same buckets, every count zero: what a series counted before it
+    /// existed.
+    pub fn zeroed(&self) -> Histogram {
+        Histogram {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|b| Bucket { le: b.le, count: 0 })
+                .collect(),
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.buckets.last().map_or(0, |b| b.count)
     }

@@ -26,5 +26,5 @@ pub use self::histogram::{Bucket, Histogram, HistogramError};
 pub use self::prometheus::{PrometheusError, WindowQuery, WindowStats, from_prometheus};
 pub use self::record::{decision, gates, to_event};
 pub use self::scrape::{LATENCY_METRIC, REQUESTS_METRIC, Sample, Scrape, ScrapeError, SubsetKey};
-pub use self::window::{Stats, subset_window, window_stats};
+pub use self::window::{Stats, subset_window, unanchored, window_stats};
 pub use self::write_back::{WeightEdit, WriteBackError, apply_edits, weight_edits};

@@ -100,6 +100,15 @@ impl Sample {
         })
     }
 
+    /// A sample of the same shape that has counted nothing.
+    pub fn zeroed(&self) -> Sample {
+        Sample {
+            requests: 0,
+            errors: 0,
+            latency: self.latency.as_ref().map(Histogram::zeroed),
+        }
+    }
+
     /// What was observed since `start` (`self` is the later reading of the
     /// same proxy). `None` when a counter went down: the proxy restarted
     /// in between, and the difference means nothing. The latency is `None`

@@ -123,20 +123,51 @@ where
 }
 
 /// The window's stats of `service`'s `subset` from every caller proxy's
-/// page at the window's start and end, keyed by proxy id.
+/// page at the window's start and end, keyed by proxy id. A proxy read at
+/// the start whose page had no series for the subset had counted nothing
+/// for it yet (a subset that just started taking traffic): it counts from
+/// zero rather than being left out.
 pub fn window_stats(
     start: &BTreeMap<String, Scrape>,
     end: &BTreeMap<String, Scrape>,
     service: &str,
     subset: &str,
 ) -> Stats {
-    let ids: BTreeSet<&String> = start.keys().chain(end.keys()).collect();
-    subset_window(ids.into_iter().map(|id| {
-        (
-            start.get(id).and_then(|s| s.get(service, subset)),
-            end.get(id).and_then(|s| s.get(service, subset)),
-        )
-    }))
+    let ids: Vec<&String> = start
+        .keys()
+        .chain(end.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    fn series<'p>(
+        pages: &'p BTreeMap<String, Scrape>,
+        id: &str,
+        service: &str,
+        subset: &str,
+    ) -> Option<&'p Sample> {
+        pages.get(id).and_then(|s| s.get(service, subset))
+    }
+    let read = |pages, id: &String| series(pages, id, service, subset);
+    let zeros: Vec<Option<Sample>> = ids
+        .iter()
+        .map(|id| match (start.get(*id), read(end, id)) {
+            (Some(page), Some(last)) if page.get(service, subset).is_none() => Some(last.zeroed()),
+            _ => None,
+        })
+        .collect();
+    subset_window(
+        ids.iter()
+            .zip(&zeros)
+            .map(|(id, zero)| (zero.as_ref().or_else(|| read(start, id)), read(end, id))),
+    )
+}
+
+/// Whether a window measured nothing: no proxy was read at both of its ends
+/// for either subset, though some were read at one end (a caller's sidecar
+/// that was not up yet when the window opened). Such a window is not
+/// judged; a new one starts from the later reading.
+pub fn unanchored(stable: &Stats, canary: &Stats) -> bool {
+    stable.observers + canary.observers == 0 && stable.missing + canary.missing > 0
 }
 
 #[cfg(test)]
@@ -274,6 +305,59 @@ mod tests {
         assert_eq!((s.observers, s.missing), (2, 1));
         let none = window_stats(&start, &end, "reviews", "v1");
         assert_eq!(none, Stats::default());
+    }
+
+    #[test]
+    fn a_subset_new_on_a_page_read_at_the_start_counts_from_zero() {
+        let labels = |subset: &str| {
+            format!("direction=\"outbound\",service=\"reviews\",subset=\"{subset}\"")
+        };
+        let series = |subset: &str, n: u64| {
+            let l = labels(subset);
+            format!(
+                "gitmesh_requests_total{{{l},class=\"2xx\"}} {n}\n\
+                 gitmesh_request_duration_seconds_bucket{{{l},le=\"0.1\"}} {n}\n\
+                 gitmesh_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {n}\n"
+            )
+        };
+        // The caller was read at both ends; v2 appeared in between.
+        let start = BTreeMap::from([(
+            "web-1".to_string(),
+            Scrape::parse(&series("v1", 50)).unwrap(),
+        )]);
+        let end = BTreeMap::from([(
+            "web-1".to_string(),
+            Scrape::parse(&(series("v1", 80) + &series("v2", 30))).unwrap(),
+        )]);
+        let v2 = window_stats(&start, &end, "reviews", "v2");
+        assert_eq!((v2.requests, v2.observers, v2.missing), (30, 1, 0));
+        // The latency histogram counts from zero too (p99 interpolated in
+        // the first bucket, as histogram_quantile does).
+        assert!(v2.p99_ms.is_some_and(|p| (p - 99.0).abs() < 1e-9), "{v2:?}");
+        let v1 = window_stats(&start, &end, "reviews", "v1");
+        assert_eq!((v1.requests, v1.observers), (30, 1));
+        // A caller with no page at the start is still left out.
+        let late = window_stats(&BTreeMap::new(), &end, "reviews", "v2");
+        assert_eq!((late.requests, late.observers, late.missing), (0, 0, 1));
+        assert!(unanchored(
+            &window_stats(&BTreeMap::new(), &end, "reviews", "v1"),
+            &late
+        ));
+    }
+
+    #[test]
+    fn only_a_window_read_at_one_end_everywhere_is_unanchored() {
+        let stats = |observers, missing| Stats {
+            observers,
+            missing,
+            ..Stats::default()
+        };
+        assert!(unanchored(&stats(0, 1), &stats(0, 1)));
+        assert!(unanchored(&stats(0, 1), &stats(0, 0)));
+        // Some evidence (even of zero requests) is judged.
+        assert!(!unanchored(&stats(1, 1), &stats(0, 1)));
+        // No caller at all: judged (and held for too little data).
+        assert!(!unanchored(&stats(0, 0), &stats(0, 0)));
     }
 
     #[test]

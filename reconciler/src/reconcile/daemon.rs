@@ -16,7 +16,9 @@ use gitmesh_proxy_config::api::ConfigUpdate;
 use tokio::sync::watch;
 
 use crate::api::RegistryHandle;
-use crate::canary::{self, CanaryStatus, Scrape, Stats, WindowQuery, WindowStats, window_stats};
+use crate::canary::{
+    self, CanaryStatus, Scrape, Stats, WindowQuery, WindowStats, unanchored, window_stats,
+};
 use crate::compile::{CanaryWeights, Snapshots, compile};
 use crate::diagnostic::Severity;
 use crate::endpoints::Instance;
@@ -773,19 +775,24 @@ impl Daemon {
                         window.started = now;
                     }
                     Some(base) if elapsed >= spec.analysis.interval.to_std() => {
-                        stable = window_stats(base, scrapes, &spec.service, &spec.stable_subset);
-                        canary_stats =
-                            window_stats(base, scrapes, &spec.service, &spec.canary_subset);
-                        let unreadable = self
-                            .scrapes
-                            .as_ref()
-                            .map(|s| s.unreadable.clone())
-                            .unwrap_or_default();
-                        verdict = Some(canary::with_unreadable(
-                            canary::evaluate(&stable, &canary_stats, &spec.analysis),
-                            &unreadable,
-                        ));
-                        window_ms = elapsed.as_millis() as u64;
+                        let s = window_stats(base, scrapes, &spec.service, &spec.stable_subset);
+                        let c = window_stats(base, scrapes, &spec.service, &spec.canary_subset);
+                        // No proxy read at both ends (a sidecar not up yet
+                        // at the start) makes no window: a new one starts
+                        // from this reading, and nothing is decided on it.
+                        if !unanchored(&s, &c) {
+                            let unreadable = self
+                                .scrapes
+                                .as_ref()
+                                .map(|s| s.unreadable.clone())
+                                .unwrap_or_default();
+                            verdict = Some(canary::with_unreadable(
+                                canary::evaluate(&s, &c, &spec.analysis),
+                                &unreadable,
+                            ));
+                            (stable, canary_stats) = (s, c);
+                            window_ms = elapsed.as_millis() as u64;
+                        }
                         window.baseline = Some(scrapes.clone());
                         window.started = now;
                     }
