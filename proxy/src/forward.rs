@@ -147,6 +147,9 @@ pub struct TryPolicy<'a> {
     pub clock: Clock,
 }
 
+/// The request of one try: HTTP/2 gets an absolute URI (`:authority` is the
+/// endpoint), HTTP/1.1 the origin form and a `Host` header (the name the
+/// caller used, else the endpoint's address, added by the sender).
 fn build_request(
     pool: &Pool,
     authority: &Authority,
@@ -154,19 +157,19 @@ fn build_request(
     headers: HeaderMap,
     body: ProxyBody,
 ) -> Request<ProxyBody> {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority.clone());
-    parts.path_and_query = Some(head.path_and_query.clone());
-    let uri = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
     let mut req = Request::new(body);
     *req.method_mut() = head.method.clone();
-    *req.uri_mut() = uri;
     *req.headers_mut() = headers;
     if pool.service.client.key.http2 {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(head.path_and_query.clone());
+        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
         *req.version_mut() = Version::HTTP_2;
         req.headers_mut().remove(header::HOST);
     } else {
+        *req.uri_mut() = Uri::from(head.path_and_query.clone());
         *req.version_mut() = Version::HTTP_11;
         if let Some(a) = &head.authority
             && !req.headers().contains_key(header::HOST)
@@ -258,7 +261,7 @@ pub async fn forward(
             TryOutcome::ConnectFailure | TryOutcome::Reset => Observation::ConnectFailure,
             TryOutcome::PerTryTimeout => Observation::ServerError,
         };
-        service.observe(endpoint, observation, clock.now_ms());
+        service.observe(endpoint, observation, clock);
         if outcome == TryOutcome::PerTryTimeout {
             service.metrics.per_try_timeouts.inc();
         }

@@ -97,11 +97,17 @@ impl Inbound {
         };
         let (mut parts, body) = req.into_parts();
         let http2 = parts.version == http::Version::HTTP_2;
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(app.clone());
-        uri.path_and_query = parts.uri.path_and_query().cloned();
-        parts.uri = Uri::from_parts(uri).map_err(|_| (StatusCode::BAD_REQUEST, "bad-uri"))?;
+        if http2 || parts.uri.authority().is_some() {
+            // HTTP/2 names the app in `:authority`; HTTP/1.1 is sent in
+            // origin form (the sender adds `Host` when there is none).
+            let mut uri = http::uri::Parts::default();
+            if http2 {
+                uri.scheme = Some(Scheme::HTTP);
+                uri.authority = Some(app.clone());
+            }
+            uri.path_and_query = parts.uri.path_and_query().cloned();
+            parts.uri = Uri::from_parts(uri).map_err(|_| (StatusCode::BAD_REQUEST, "bad-uri"))?;
+        }
         respond::strip_hop_by_hop(&mut parts.headers);
         // The caller's verified identity for the app; never the caller's own claim.
         parts.headers.remove(PEER_IDENTITY_HEADER);

@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicU32;
 
 use crate::balance::{Balancer, Candidates};
 use crate::breaker::Breaker;
+use crate::clock::Clock;
 use crate::connect::UpstreamClient;
 use crate::endpoint::EndpointState;
 use crate::metrics::{ServiceMetrics, TrafficMetrics};
@@ -29,11 +30,13 @@ pub struct UpstreamService {
 }
 
 impl UpstreamService {
-    /// Records a try's outcome for outlier detection.
-    pub fn observe(&self, endpoint: &EndpointState, obs: Observation, now_ms: u64) {
+    /// Records a try's outcome for outlier detection (the clock is read
+    /// only when the service has a policy).
+    pub fn observe(&self, endpoint: &EndpointState, obs: Observation, clock: Clock) {
         let Some(policy) = &self.outlier else {
             return;
         };
+        let now_ms = clock.now_ms();
         let census = || {
             let ejected = self
                 .endpoints

@@ -40,9 +40,17 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// `Connection` names.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // The common cases (none present, or just `Connection: keep-alive`) cost
-    // a pass or two over the names and a removal per header actually
-    // present, instead of a hashed removal per possible name.
-    if !headers.keys().any(is_hop_by_hop) {
+    // one pass over the names and a removal per header actually present,
+    // instead of a hashed removal per possible name.
+    let (mut connection_seen, mut others) = (false, false);
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection_seen = true;
+        } else if is_hop_by_hop(name) {
+            others = true;
+        }
+    }
+    if !connection_seen && !others {
         return;
     }
     if let Some(connection) = headers.remove(header::CONNECTION)
@@ -65,6 +73,10 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 headers.remove(n);
             }
         }
+    }
+    if !others {
+        // Connection was the only standard one.
+        return;
     }
     while let Some(name) = headers.keys().find(|k| is_hop_by_hop(k)).cloned() {
         headers.remove(name);
