@@ -211,12 +211,33 @@ const MTLS_REQUIRED: &[u8] = b"HTTP/1.1 403 Forbidden\r\ncontent-type: text/plai
 x-gitmesh-error: mtls-required\r\nconnection: close\r\ncontent-length: 13\r\n\r\n\
 mtls-required";
 
+/// How long, and how many bytes, a refused connection is read after its
+/// answer (see [`refuse`]).
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Answers and closes a connection without serving it. The close lingers:
+/// what the client already sent is read and dropped until it closes its side
+/// (bounded by [`LINGER`] and [`LINGER_BYTES`]). Closing a socket with unread
+/// input makes the kernel reset the connection, and a reset can reach the
+/// client before it has read the answer.
 async fn refuse(mut stream: TcpStream, answer: &[u8]) {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     if !answer.is_empty() {
         let _ = stream.write_all(answer).await;
     }
     let _ = stream.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// One accepted connection, ready to be served.

@@ -74,11 +74,28 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A loopback address with a free port, for a child process to listen on.
+///
+/// The port is taken below Linux's ephemeral range (32768–60999), so the
+/// outgoing connections of parallel tests cannot take it between this check
+/// and the child's `bind` (they did, with `bind(":0")`, about once in twenty
+/// runs); each call in a test binary tries the next port of a range that
+/// starts at an offset of its process id, so parallel tests never pick the
+/// same one.
 pub fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = (std::process::id() * 997) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left below the ephemeral range");
+        let port = FIRST + (start + n) % SPAN;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().unwrap();
+        }
+    }
 }
 
 /// One request over a fresh connection; returns (status, body).
