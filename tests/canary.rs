@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::canary::*;
 use common::*;
 
 const MESH: &str = "apiVersion: gitmesh.dev/v1alpha1
@@ -77,17 +77,6 @@ spec:
   progressDeadline: 30s
 ";
 
-fn spawn(args: &[&str]) -> Killed {
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_gitmesh"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 /// The whole mesh: reconciler, two api versions behind sidecars, the web
 /// caller's sidecar, and traffic through it until the guard is dropped.
 struct Mesh {
@@ -142,7 +131,7 @@ fn tolerant() -> String {
 fn reconciler(repo: &Path, control: SocketAddr) -> Killed {
     let listen = control.to_string();
     let repo = repo.to_str().unwrap();
-    spawn(&[
+    quiet_gitmesh(&[
         "reconcile",
         "--repo",
         repo,
@@ -194,7 +183,7 @@ fn mesh_with(
             repo.path(),
             &["clone", "-q", "--bare", ".", bare.to_str().unwrap()],
         );
-        spawn(&[
+        quiet_gitmesh(&[
             "reconcile",
             "--remote",
             bare.to_str().unwrap(),
@@ -210,7 +199,7 @@ fn mesh_with(
     } else {
         reconciler(repo.path(), control)
     }];
-    processes.push(spawn(&[
+    processes.push(quiet_gitmesh(&[
         "demo-app",
         "--listen",
         &v1,
@@ -221,7 +210,7 @@ fn mesh_with(
         "--latency",
         "20ms",
     ]));
-    processes.push(spawn(&[
+    processes.push(quiet_gitmesh(&[
         "demo-app",
         "--listen",
         &v2,
@@ -242,7 +231,14 @@ fn mesh_with(
     }
     for (version, app) in [("v1", &v1), ("v2", &v2)] {
         let label = format!("version={version}");
-        processes.push(sidecar(&control_url, "api", Some(&label), app, free_port()));
+        processes.push(sidecar(
+            &control_url,
+            "api",
+            Some(&label),
+            app,
+            free_port(),
+            free_port(),
+        ));
     }
     let web_app_addr = web_app.local_addr().unwrap().to_string();
     processes.push(sidecar(
@@ -251,6 +247,7 @@ fn mesh_with(
         None,
         &web_app_addr,
         web_outbound,
+        free_port(),
     ));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -267,113 +264,6 @@ fn mesh_with(
     }
 }
 
-fn sidecar(
-    control: &str,
-    service: &str,
-    label: Option<&str>,
-    app: &str,
-    outbound: SocketAddr,
-) -> Killed {
-    let (inbound, admin) = (free_port().to_string(), free_port().to_string());
-    let outbound = outbound.to_string();
-    let mut args = vec![
-        "proxy",
-        "--control-plane",
-        control,
-        "--service",
-        service,
-        "--outbound",
-        &outbound,
-        "--inbound",
-        &inbound,
-        "--admin",
-        &admin,
-        "--app",
-        app,
-    ];
-    if let Some(label) = label {
-        args.extend(["--label", label]);
-    }
-    spawn(&args)
-}
-
-/// About 200 requests a second from web to api, through web's sidecar, on
-/// one keep-alive connection (a new connection per request would churn the
-/// ephemeral ports the other processes of the test listen on).
-fn traffic(outbound: SocketAddr, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(stream) = TcpStream::connect(outbound) else {
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        while !stop.load(Ordering::Relaxed) {
-            if writer
-                .write_all(b"GET http://api/items HTTP/1.1\r\nhost: api\r\n\r\n")
-                .is_err()
-                || read_response(&mut reader).is_none()
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-/// Reads one HTTP/1.1 response (status line, headers, a content-length
-/// body); `None` when the connection is gone or the answer is not HTTP.
-fn read_response(reader: &mut BufReader<TcpStream>) -> Option<u16> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let status = line.split_whitespace().nth(1)?.parse().ok()?;
-    let mut length = 0;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().ok()?;
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).ok()?;
-    Some(status)
-}
-
-/// The message of the latest status commit whose message contains `grep`.
-fn step_body(repo: &Path, grep: &str) -> String {
-    git(
-        repo,
-        &["log", "-1", "--format=%B", "--grep", grep, "gitmesh/status"],
-    )
-}
-
-fn has(repo: &Path, summary: &str) -> bool {
-    status_log(repo).iter().any(|s| s.starts_with(summary))
-}
-
-/// Waits for a status commit, showing the whole status log if it never comes.
-fn wait_for_step(repo: &Path, summary: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while !has(repo, summary) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no `{summary}` on the status branch:\n{:#?}\n{}",
-            status_log(repo),
-            git(repo, &["log", "-8", "--format=%B", "gitmesh/status"])
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_healthy_canary_is_promoted_to_100_percent() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -381,9 +271,12 @@ fn a_healthy_canary_is_promoted_to_100_percent() {
     let repo = mesh.repo.path();
     wait_for_step(repo, "api: canary v2 100% → 100% (complete)");
     let log = status_log(repo);
-    assert!(has(repo, "api: canary v2 0% → 50% (promoted)"), "{log:#?}");
     assert!(
-        has(repo, "api: canary v2 50% → 100% (promoted)"),
+        has_step(repo, "api: canary v2 0% → 50% (promoted)"),
+        "{log:#?}"
+    );
+    assert!(
+        has_step(repo, "api: canary v2 50% → 100% (promoted)"),
         "{log:#?}"
     );
     assert!(!log.iter().any(|s| s.contains("rolled back")), "{log:#?}");
@@ -447,7 +340,7 @@ fn a_canary_answering_20_percent_errors_is_rolled_back() {
     let mesh = mesh("0.2", "20ms", "");
     let repo = mesh.repo.path();
     wait_for_step(repo, "api: canary v2 50% → 0% (rolled back)");
-    assert!(!has(repo, "api: canary v2 50% → 100%"));
+    assert!(!has_step(repo, "api: canary v2 50% → 100%"));
     let body = step_body(repo, "rolled back");
     assert!(body.contains("Gitmesh-Decision: rollback"), "{body}");
     assert!(body.to_lowercase().contains("error rate"), "{body}");
@@ -482,7 +375,7 @@ fn a_canary_three_times_slower_than_stable_is_rolled_back() {
     wait_for_step(repo, "api: canary v2 50% → 0% (rolled back)");
     let body = step_body(repo, "rolled back");
     assert!(body.contains("p99"), "{body}");
-    assert!(!has(repo, "api: canary v2 50% → 100%"));
+    assert!(!has_step(repo, "api: canary v2 50% → 100%"));
 }
 
 /// A Rollout whose subsets have no instances does not start: it holds at
@@ -500,6 +393,7 @@ fn subsets_without_instances_hold_before_the_start() {
             "web",
             None,
             &web_app.local_addr().unwrap().to_string(),
+            free_port(),
             free_port(),
         ),
     ];
@@ -626,7 +520,10 @@ fn a_restarted_reconciler_resumes_at_the_recorded_step() {
     // SIGKILL: no chance to write anything more.
     drop(mesh.processes.remove(0));
     // Killed within a window of the promotion to 50%: mid-rollout.
-    assert!(!has(&repo, "api: canary v2 50% → 100%"), "too late to kill");
+    assert!(
+        !has_step(&repo, "api: canary v2 50% → 100%"),
+        "too late to kill"
+    );
     let recorded = status_log(&repo).len();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(status_log(&repo).len(), recorded, "a dead reconciler wrote");

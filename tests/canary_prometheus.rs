@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::canary::*;
 use common::*;
 
 const MESH: &str = "apiVersion: gitmesh.dev/v1alpha1
@@ -103,17 +103,6 @@ fn prometheus_or_skip(test: &str) -> Option<PathBuf> {
     found
 }
 
-fn spawn(args: &[&str]) -> Killed {
-    Killed(
-        Command::new(env!("CARGO_BIN_EXE_gitmesh"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
 /// A real Prometheus scraping `targets` every second, killed (by the
 /// [`Killed`] guard) when dropped, also when the test panics.
 struct PrometheusServer {
@@ -197,7 +186,7 @@ fn mesh(prometheus_bin: Option<&Path>, canary_error_rate: &str, failure_limit: u
     let admins = [free_port(), free_port(), free_port()];
     // Prometheus first, so it scrapes the sidecars from their first request.
     let prometheus = prometheus_bin.map(|bin| prometheus(bin, prometheus_addr, &admins));
-    let mut processes = vec![spawn(&[
+    let mut processes = vec![quiet_gitmesh(&[
         "reconcile",
         "--repo",
         repo.path().to_str().unwrap(),
@@ -207,7 +196,7 @@ fn mesh(prometheus_bin: Option<&Path>, canary_error_rate: &str, failure_limit: u
         "300ms",
     ])];
     for (app, version, error_rate) in [(&v1, "v1", "0"), (&v2, "v2", canary_error_rate)] {
-        processes.push(spawn(&[
+        processes.push(quiet_gitmesh(&[
             "demo-app",
             "--listen",
             app,
@@ -258,113 +247,6 @@ fn mesh(prometheus_bin: Option<&Path>, canary_error_rate: &str, failure_limit: u
     }
 }
 
-fn sidecar(
-    control: &str,
-    service: &str,
-    label: Option<&str>,
-    app: &str,
-    outbound: SocketAddr,
-    admin: SocketAddr,
-) -> Killed {
-    let (inbound, admin) = (free_port().to_string(), admin.to_string());
-    let outbound = outbound.to_string();
-    let mut args = vec![
-        "proxy",
-        "--control-plane",
-        control,
-        "--service",
-        service,
-        "--outbound",
-        &outbound,
-        "--inbound",
-        &inbound,
-        "--admin",
-        &admin,
-        "--app",
-        app,
-    ];
-    if let Some(label) = label {
-        args.extend(["--label", label]);
-    }
-    spawn(&args)
-}
-
-/// About 200 requests a second from web to api through web's sidecar, on
-/// one keep-alive connection.
-fn traffic(outbound: SocketAddr, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        let Ok(stream) = TcpStream::connect(outbound) else {
-            std::thread::sleep(Duration::from_millis(50));
-            continue;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-        let mut reader = BufReader::new(stream.try_clone().unwrap());
-        let mut writer = stream;
-        while !stop.load(Ordering::Relaxed) {
-            if writer
-                .write_all(b"GET http://api/items HTTP/1.1\r\nhost: api\r\n\r\n")
-                .is_err()
-                || !read_response(&mut reader)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-/// Reads one HTTP/1.1 response with a content-length body.
-fn read_response(reader: &mut BufReader<TcpStream>) -> bool {
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return false;
-    }
-    let mut length = 0;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return false;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).is_ok()
-}
-
-/// The message of the latest status commit whose message contains `grep`.
-fn step_body(repo: &Path, grep: &str) -> String {
-    git(
-        repo,
-        &["log", "-1", "--format=%B", "--grep", grep, "gitmesh/status"],
-    )
-}
-
-fn has(repo: &Path, summary: &str) -> bool {
-    status_log(repo).iter().any(|s| s.starts_with(summary))
-}
-
-/// Waits up to 60 s for a status commit, showing the status log if it
-/// never comes.
-fn wait_for_step(repo: &Path, summary: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !has(repo, summary) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no `{summary}` on the status branch:\n{:#?}\n{}",
-            status_log(repo),
-            git(repo, &["log", "-8", "--format=%B", "gitmesh/status"])
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_healthy_canary_is_promoted_on_prometheus_numbers() {
     let Some(bin) = prometheus_or_skip("a_healthy_canary_is_promoted_on_prometheus_numbers") else {
@@ -404,7 +286,7 @@ fn a_canary_answering_20_percent_errors_is_rolled_back_on_prometheus_numbers() {
     let mesh = mesh(Some(&bin), "0.2", 1);
     let repo = mesh.repo.path();
     wait_for_step(repo, "api: canary v2 50% → 0% (rolled back)");
-    assert!(!has(repo, "api: canary v2 50% → 100%"));
+    assert!(!has_step(repo, "api: canary v2 50% → 100%"));
     let body = step_body(repo, "rolled back");
     assert!(body.contains("Gitmesh-Decision: rollback"), "{body}");
     assert!(body.contains("canary error rate"), "{body}");
