@@ -89,16 +89,18 @@ RUST_LOG=warn "$BIN" --config "$WORK/gitmesh.json" --workers 1 \
 GITMESH_PID=$!
 sleep 1
 
-# CPU ticks (utime + stime) of a process and its direct children (nginx's
-# master and worker).
+# CPU ticks of a process and its direct children (nginx's master and
+# worker): "utime stime".
 ticks() {
-  local pid=$1 total=0 p
+  local pid=$1 user=0 sys=0 p u s
   for p in $pid $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
     [ -r /proc/"$p"/stat ] || continue
     # Fields after the ")" of comm: utime is the 12th, stime the 13th.
-    total=$((total + $(sed 's/.*) //' /proc/"$p"/stat | awk '{print $12 + $13}')))
+    read -r u s < <(sed 's/.*) //' /proc/"$p"/stat | awk '{print $12, $13}')
+    user=$((user + u))
+    sys=$((sys + s))
   done
-  echo "$total"
+  echo "$user $sys"
 }
 HZ=$(getconf CLK_TCK)
 
@@ -108,20 +110,25 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms
 RESULTS=$WORK/results
 : >"$RESULTS"
 measure() {
-  local name=$1 port=$2 pid=$3 out before after reqs rps p99 cpu fixed fp99
+  local name=$1 port=$2 pid=$3 out before after reqs rps p99 cpu user sys fixed fp99
   before=$(ticks "$pid")
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Host: up" "http://127.0.0.1:$port/")
   after=$(ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}' | to_ms)
-  cpu=$(awk -v d=$((after - before)) -v hz="$HZ" -v n="$reqs" 'BEGIN {printf "%.2f", d / hz * 1e6 / n}')
+  # CPU µs per request: user + kernel, then each (the kernel's share is
+  # loopback TCP, about the same for every proxy; the user share is the
+  # proxy's own work).
+  read -r user sys < <(echo "$before $after" | awk -v hz="$HZ" -v n="$reqs" \
+    '{printf "%.2f %.2f\n", ($3 - $1) / hz * 1e6 / n, ($4 - $2) / hz * 1e6 / n}')
+  cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
   sleep 1
   fixed=$("$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS")
   fp99=$(echo "$fixed" | awk '{for (i = 1; i < NF; i++) if ($i == "p99") {sub(/ms$/, "", $(i+1)); print $(i+1)}}')
-  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus  fixed-%s p99 %8sms  (%s)\n' \
-    "$name" "$rps" "$p99" "$cpu" "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4, "errors"}')"
-  echo "$name $rps $p99 $cpu $fp99" >>"$RESULTS"
+  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  fixed-%s p99 %8sms  (%s)\n' \
+    "$name" "$rps" "$p99" "$cpu" "$user" "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4, "errors"}')"
+  echo "$name $rps $p99 $cpu $fp99 $user $sys" >>"$RESULTS"
   sleep 1
 }
 
@@ -147,18 +154,19 @@ for line in open(sys.argv[1]):
     name, *vals = line.split()
     rows.setdefault(name, []).append([float(v) for v in vals])
 med = {n: [statistics.median(c) for c in zip(*r)] for n, r in rows.items()}
-print(f"| target  | req/s  | p99 (saturated) | CPU µs/req | p99 at {sys.argv[2]}/s |")
-print("|---------|-------:|------:|------:|------:|")
+print(f"| target  | req/s  | p99 (saturated) | CPU µs/req | user | kernel | p99 at {sys.argv[2]}/s |")
+print("|---------|-------:|------:|------:|------:|------:|------:|")
 for n in ["direct", "gitmesh", "nginx", "haproxy"]:
     if n in med:
-        rps, p99, cpu, fp99 = med[n]
-        print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {fp99:.2f}ms |")
+        rps, p99, cpu, fp99, user, kernel = med[n]
+        print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {user:.1f} | {kernel:.1f} | {fp99:.2f}ms |")
 # Ratios per round (each round runs the targets back to back), then their
 # median: steadier on a shared machine than a ratio of medians.
 g = rows["gitmesh"]
 for other in ["nginx", "haproxy"]:
     o = rows[other]
-    r = [statistics.median(g[i][k] / o[i][k] for i in range(len(g))) for k in range(4)]
+    r = [statistics.median(g[i][k] / o[i][k] for i in range(len(g))) for k in range(6)]
     print(f"gitmesh/{other} (median of per-round ratios): req/s {r[0]:.2f}x  "
-          f"cpu/req {r[2]:.2f}x  p99@{sys.argv[2]}/s {r[3]:.2f}x  p99@saturation {r[1]:.2f}x")
+          f"cpu/req {r[2]:.2f}x (user {r[4]:.2f}x, kernel {r[5]:.2f}x)  "
+          f"p99@{sys.argv[2]}/s {r[3]:.2f}x  p99@saturation {r[1]:.2f}x")
 PY
