@@ -485,7 +485,8 @@ fn intentions_decide_by_verified_identity_and_change_through_the_rollout() {
             .args(["reconcile", "--repo", repo.to_str().unwrap()])
             .args(["--listen", &control.to_string(), "--poll", "100ms"])
             .args(["--heartbeat", "300ms"])
-            .args(["--trust-domain", "bookinfo.local", "--cert-lifetime", "1h"])
+            // No --trust-domain: the CA takes the Mesh's (bookinfo.local).
+            .args(["--cert-lifetime", "1h"])
             .env("GITMESH_BOOTSTRAP_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(logs())
@@ -596,4 +597,36 @@ fn intentions_decide_by_verified_identity_and_change_through_the_rollout() {
     wait_for("the rollout on the status branch", || {
         status_log(repo).iter().any(|s| s.starts_with(&applied))
     });
+
+    // A Mesh that names another trust domain than the running CA's is
+    // rejected with the reason; the sidecars keep the last good version.
+    let mesh = std::fs::read_to_string(repo.join("mesh.yaml")).unwrap();
+    let moved = mesh.replace("trustDomain: bookinfo.local", "trustDomain: other.local");
+    assert_ne!(mesh, moved);
+    std::fs::write(repo.join("mesh.yaml"), moved).unwrap();
+    git(repo, &["commit", "-qam", "mesh: another trust domain"]);
+    let head = git(repo, &["rev-parse", "HEAD"]);
+    let rejected = format!("rejected {}", &head.trim()[..7]);
+    wait_for("the trust-domain rejection", || {
+        status_log(repo).iter().any(|s| s.starts_with(&rejected))
+    });
+    let body = git(
+        repo,
+        &[
+            "log",
+            "-1",
+            "--format=%B",
+            "--grep",
+            &rejected,
+            "gitmesh/status",
+        ],
+    );
+    assert!(body.contains("--trust-domain other.local"), "{body}");
+    assert!(
+        matches!(
+            call(page.outbound, "GET", "/reviews/1", "reviews"),
+            Some((403, _, _))
+        ),
+        "the last good version (productpage denied) keeps running"
+    );
 }

@@ -266,6 +266,21 @@ impl MeshCa {
     }
 }
 
+/// Why a mesh whose policy names `policy_domain` cannot be served by a CA
+/// issuing identities in `ca_domain` (`None` when they agree). Sidecars
+/// check the peer's SPIFFE ID against the policy's trust domain, so every
+/// certificate of the other domain would be refused.
+pub fn trust_domain_mismatch(policy_domain: &str, ca_domain: &str) -> Option<String> {
+    (policy_domain != ca_domain).then(|| {
+        format!(
+            "the Mesh's trustDomain is {policy_domain:?}, but this reconciler's mesh CA \
+             issues identities in {ca_domain:?}: every sidecar would refuse the others' \
+             certificates. Restart the reconciler with --trust-domain {policy_domain} \
+             (every sidecar then gets a new certificate), or keep trustDomain: {ca_domain}"
+        )
+    })
+}
+
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -279,6 +294,18 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_trust_domain_mismatch_names_both_and_the_fix() {
+        assert_eq!(
+            super::trust_domain_mismatch("bookinfo.local", "bookinfo.local"),
+            None
+        );
+        let why = super::trust_domain_mismatch("prod.example", "gitmesh.local").unwrap();
+        assert!(why.contains("\"prod.example\""), "{why}");
+        assert!(why.contains("\"gitmesh.local\""), "{why}");
+        assert!(why.contains("--trust-domain prod.example"), "{why}");
+    }
+
     use super::*;
 
     fn csr_for(sans: Vec<SanType>) -> String {

@@ -56,6 +56,15 @@ pub struct PolicySet {
 }
 
 impl PolicySet {
+    /// The mesh's SPIFFE trust domain: the Mesh's `trustDomain`, or the
+    /// default when the repo has no Mesh.
+    pub fn trust_domain(&self) -> String {
+        self.meshes.first().map_or_else(
+            || crate::policy::MeshSpec::default().trust_domain,
+            |m| m.value.spec.trust_domain.clone(),
+        )
+    }
+
     /// Whether an object of this kind and name exists but did not load.
     pub fn is_invalid(&self, kind: Kind, name: &str) -> bool {
         self.invalid.iter().any(|(k, n)| *k == kind && n == name)

@@ -12,7 +12,9 @@ use gitmesh_reconciler::api::{
     API_CERT_LIFETIME, ApiCertificate, ApiServer, BootstrapTokens, CertificateService,
     RegistryHandle,
 };
-use gitmesh_reconciler::ca::MeshCa;
+use gitmesh_reconciler::ca::{MeshCa, trust_domain_mismatch};
+use gitmesh_reconciler::load::PolicySet;
+use gitmesh_reconciler::policy::MeshSpec;
 use gitmesh_reconciler::reconcile::{Daemon, DaemonSettings, Metrics};
 use gitmesh_reconciler::status::Identity;
 use gitmesh_reconciler::watch::{
@@ -99,10 +101,12 @@ pub struct ReconcileArgs {
     /// The mesh CA's private key (PEM), with --ca-cert.
     #[arg(long, value_name = "FILE", requires = "ca_cert")]
     ca_key: Option<PathBuf>,
-    /// The SPIFFE trust domain of issued certificates; must be the Mesh's
-    /// `trustDomain`.
-    #[arg(long, value_name = "DOMAIN", default_value = "gitmesh.local")]
-    trust_domain: String,
+    /// The SPIFFE trust domain of issued certificates. Default: the Mesh's
+    /// `trustDomain` at the branch's tip when the reconciler starts
+    /// (`gitmesh.local` without a Mesh). A later commit whose Mesh names
+    /// another trust domain is rejected with the reason.
+    #[arg(long, value_name = "DOMAIN")]
+    trust_domain: Option<String>,
     /// Extra names (DNS or IP) for the proxy API's TLS certificate, besides
     /// the --listen address (and `localhost` for a loopback or unspecified
     /// one). Repeatable. With the mesh CA on, the API is HTTPS only: proxies
@@ -185,8 +189,22 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let m = metrics.clone();
     server = server.with_metrics(move || m.render());
+    let mut ca_trust_domain = None;
     if let Some(tokens) = bootstrap_tokens(args.bootstrap_token_file.as_deref())? {
-        let ca = mesh_ca(&args)?;
+        let tip = tip_policies(&repo, &args.branch);
+        let trust_domain = match (&args.trust_domain, &tip) {
+            (Some(given), Some(p)) => {
+                if let Some(why) = trust_domain_mismatch(&p.trust_domain(), given) {
+                    tracing::warn!("{why}; the tip of {} will be rejected", args.branch);
+                }
+                given.clone()
+            }
+            (Some(given), None) => given.clone(),
+            (None, Some(p)) => p.trust_domain(),
+            (None, None) => MeshSpec::default().trust_domain,
+        };
+        let ca = mesh_ca(&args, &trust_domain)?;
+        ca_trust_domain = Some(trust_domain);
         tracing::info!(trust_domain = %ca.trust_domain(), "mesh CA serving POST /v1/certificates");
         let certificates = CertificateService::new(
             ca,
@@ -219,6 +237,7 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
         },
         tick: Duration::from_millis(200),
         push_to,
+        ca_trust_domain,
     };
     let daemon = Daemon::new(settings, registry.clone(), metrics)?;
     let (tx, rx) = watch::channel(None);
@@ -238,12 +257,17 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Mesh's `statusBranch` at the tip of `branch` (the default when the
-/// tip is missing or does not lint).
-fn status_branch_of(repo: &std::path::Path, branch: &str) -> String {
+/// The policies at the tip of `branch` (`None` when it cannot be read).
+fn tip_policies(repo: &std::path::Path, branch: &str) -> Option<PolicySet> {
     gitmesh_reconciler::source::read_rev(repo, branch)
         .ok()
         .map(|(files, _)| gitmesh_reconciler::lint::lint(&files).policies)
+}
+
+/// The Mesh's `statusBranch` at the tip of `branch` (the default when the
+/// tip is missing or does not lint).
+fn status_branch_of(repo: &std::path::Path, branch: &str) -> String {
+    tip_policies(repo, branch)
         .and_then(|p| p.meshes.first().map(|m| m.value.spec.status_branch.clone()))
         .unwrap_or_else(|| "gitmesh/status".to_string())
 }
@@ -288,12 +312,12 @@ fn api_names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
     names
 }
 
-fn mesh_ca(args: &ReconcileArgs) -> anyhow::Result<MeshCa> {
+fn mesh_ca(args: &ReconcileArgs, trust_domain: &str) -> anyhow::Result<MeshCa> {
     if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
         let read = |p: &PathBuf| {
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
         };
-        return MeshCa::from_pem(&args.trust_domain, &read(cert)?, &read(key)?)
+        return MeshCa::from_pem(trust_domain, &read(cert)?, &read(key)?)
             .context("loading the mesh CA");
     }
     let dir = match (&args.data_dir, &args.remote) {
@@ -303,7 +327,7 @@ fn mesh_ca(args: &ReconcileArgs) -> anyhow::Result<MeshCa> {
             "the mesh CA needs a place for its key: pass --data-dir, or --ca-cert and --ca-key"
         ),
     };
-    MeshCa::load_or_generate(&dir, &args.trust_domain)
+    MeshCa::load_or_generate(&dir, trust_domain)
         .with_context(|| format!("mesh CA in {}", dir.display()))
 }
 

@@ -16,6 +16,7 @@ use gitmesh_proxy_config::api::ConfigUpdate;
 use tokio::sync::watch;
 
 use crate::api::RegistryHandle;
+use crate::ca::trust_domain_mismatch;
 use crate::canary::{
     self, CanaryStatus, Scrape, Stats, WindowQuery, WindowStats, unanchored, window_stats,
 };
@@ -50,6 +51,9 @@ pub struct DaemonSettings {
     /// In remote mode, the remote the status branch is pushed to after
     /// each record (fetch and retry on a race, never a force-push).
     pub push_to: Option<String>,
+    /// The trust domain of the mesh CA this reconciler runs, if it runs
+    /// one: a commit whose Mesh names another is rejected.
+    pub ca_trust_domain: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -291,6 +295,11 @@ impl Daemon {
                 })
                 .collect();
             return Err(("lint", lines));
+        }
+        if let Some(ca_domain) = &self.settings.ca_trust_domain
+            && let Some(why) = trust_domain_mismatch(&result.policies.trust_domain(), ca_domain)
+        {
+            return Err(("trust-domain", vec![why]));
         }
         let defaults = result
             .policies
