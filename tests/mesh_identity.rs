@@ -254,6 +254,39 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
         metrics.contains("gitmesh_reconciler_certificate_requests_total{outcome=\"issued\"} 2"),
         "{metrics}"
     );
+
+    // Each sidecar kept its certificate and key beside its config, readable
+    // by its owner only; restarted while the reconciler is down, productpage
+    // serves over mTLS with both.
+    let saved = states.path().join("p/mesh-identity.pem");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&saved).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    assert!(
+        std::fs::read_to_string(&saved)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
+    drop(_reconciler);
+    drop(page);
+    let page = sidecar(
+        control,
+        "productpage",
+        &token_file,
+        &bundle,
+        None,
+        &states.path().join("p"),
+    );
+    wait_for(
+        "productpage reaching details with the reconciler down",
+        || {
+            matches!(get(page.outbound, "/details/1", "details"),
+            Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
+        },
+    );
 }
 
 fn static_sidecar(

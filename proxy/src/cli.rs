@@ -85,8 +85,9 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "ADDR")]
     pub app: Option<String>,
 
-    /// A directory where the last accepted config is saved (atomically), so
-    /// that a restarted proxy serves traffic without its control plane.
+    /// A directory where the last accepted config (and, under a mesh CA, the
+    /// certificate and its key, owner-only) are saved atomically, so that a
+    /// restarted proxy serves traffic without its control plane.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
@@ -297,8 +298,16 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
             id,
             token,
             ca_bundle: read_file(bundle)?,
+            state: state.clone(),
         };
-        let identity = enroll_until_done(&enrollment).await;
+        let identity = match enrollment.saved() {
+            Some(identity) => {
+                let (_, until) = identity.validity();
+                tracing::info!(id = %identity.id(), valid_until = ?until, "using the mesh certificate saved in the state directory");
+                identity
+            }
+            None => enroll_until_done(&enrollment).await,
+        };
         renewal = Some(enrollment.spawn_renewal(identity.clone()));
         proxy_settings.identity = Some(identity);
     }

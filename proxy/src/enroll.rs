@@ -1,8 +1,9 @@
 //! Getting and renewing the sidecar's certificate from the reconciler's
-//! mesh CA: make a key and a CSR here (the key never leaves the proxy),
-//! send the CSR with the bootstrap token, load the answer; then renew two
-//! thirds into each certificate's lifetime, swapping it in without
-//! touching open connections.
+//! mesh CA: make a key and a CSR here (the key never leaves the proxy's
+//! host; with a state directory it is kept there, owner-only), send the CSR
+//! with the bootstrap token, load the answer; then renew two thirds into
+//! each certificate's lifetime, swapping it in without touching open
+//! connections.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -17,6 +18,7 @@ use gitmesh_proxy_config::api::{CertificateSigningRequest, IssuedCertificate};
 use crate::control_tls::{api_client, api_tls};
 use crate::mtls::{CertificateRequest, IdentityError, MeshIdentity};
 use crate::peer::PeerIdentity;
+use crate::state::StateDir;
 
 /// Largest answer read from the CA.
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
@@ -49,6 +51,9 @@ pub struct Enrollment {
     /// The mesh roots this proxy trusts (`--ca-bundle`), not what the
     /// answer says.
     pub ca_bundle: Vec<u8>,
+    /// Where each certificate and its key are kept (`--state-dir`), so a
+    /// restarted proxy has its identity before the CA is reachable.
+    pub state: Option<StateDir>,
 }
 
 impl std::fmt::Debug for Enrollment {
@@ -123,7 +128,44 @@ impl Enrollment {
                 self.id
             )));
         }
+        self.keep(&cert, &csr);
         Ok(Arc::new(identity))
+    }
+
+    /// The certificate a previous run kept in the state directory, if it is
+    /// this proxy's, chains to `--ca-bundle` and is still valid (renewal
+    /// then runs as usual, at once when it is due).
+    pub fn saved(&self) -> Option<Arc<MeshIdentity>> {
+        let pem = match self.state.as_ref()?.load_identity() {
+            Ok(pem) => pem?,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the saved mesh certificate");
+                return None;
+            }
+        };
+        let identity = match MeshIdentity::from_pem(&pem, &pem, &self.ca_bundle) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e, "the saved mesh certificate is not usable; enrolling");
+                return None;
+            }
+        };
+        let (_, until) = identity.validity();
+        if identity.id() != &self.id || until <= SystemTime::now() {
+            tracing::info!(id = %identity.id(), "the saved mesh certificate is another service's or expired; enrolling");
+            return None;
+        }
+        Some(Arc::new(identity))
+    }
+
+    /// Saves a new certificate and its key; a failure is logged (the proxy
+    /// goes on with the certificate in memory).
+    fn keep(&self, cert: &str, csr: &CertificateRequest) {
+        if let Some(state) = &self.state
+            && let Err(e) = state.save_identity(cert.as_bytes(), csr.key_pem.as_bytes())
+        {
+            tracing::warn!(error = %e, "cannot save the mesh certificate in the state directory");
+        }
     }
 
     /// Renews `identity` at two thirds of each certificate's lifetime
@@ -140,6 +182,7 @@ impl Enrollment {
                 let renewed = match self.request().await {
                     Ok((cert, csr)) => identity
                         .rotate(cert.as_bytes(), csr.key_pem.as_bytes())
+                        .map(|()| self.keep(&cert, &csr))
                         .map_err(EnrollError::from),
                     Err(e) => Err(e),
                 };
