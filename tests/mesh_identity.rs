@@ -89,6 +89,36 @@ fn https_get(addr: SocketAddr, path: &str, bundle: &Path) -> Result<(u16, String
     Ok((res.status().as_u16(), res.text().unwrap_or_default()))
 }
 
+/// `POST https://<addr><path>` with a JSON `body`, verified against
+/// `bundle`, presenting `identity` (a PEM with a certificate and its key)
+/// when given.
+fn https_post(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    bundle: &Path,
+    identity: Option<&[u8]>,
+) -> Result<(u16, String), String> {
+    let root = reqwest::Certificate::from_pem(&std::fs::read(bundle).unwrap()).unwrap();
+    let mut client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(root)
+        .timeout(std::time::Duration::from_secs(5));
+    if let Some(pem) = identity {
+        client = client.identity(reqwest::Identity::from_pem(pem).unwrap());
+    }
+    let res = client
+        .build()
+        .unwrap()
+        .post(format!("https://{addr}{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .map_err(|e| format!("{e:?}"))?;
+    Ok((res.status().as_u16(), res.text().unwrap_or_default()))
+}
+
 struct Sidecar {
     _process: Killed,
     outbound: SocketAddr,
@@ -254,6 +284,35 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
         metrics.contains("gitmesh_reconciler_certificate_requests_total{outcome=\"issued\"} 2"),
         "{metrics}"
     );
+
+    // The API lets a proxy speak only for its own service: registering
+    // without a certificate is refused (401); with productpage's
+    // certificate, registering as details or ACKing for details' proxy is
+    // refused (403); productpage's own registration goes through.
+    let pem = std::fs::read(states.path().join("p/mesh-identity.pem")).unwrap();
+    let as_details = r#"{"service":"details","address":"127.0.0.1:9"}"#;
+    let (status, body) = https_post(control, "/v1/proxies", as_details, &bundle, None).unwrap();
+    assert_eq!(status, 401, "{body}");
+    let (status, body) =
+        https_post(control, "/v1/proxies", as_details, &bundle, Some(&pem)).unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("`productpage`, not `details`"), "{body}");
+    let (_, listed) = https_get(control, "/v1/status", &bundle).unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let details_id = listed["proxies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["service"] == "details")
+        .and_then(|p| p["id"].as_str())
+        .unwrap()
+        .to_string();
+    let ack = format!("/v1/proxies/{details_id}/ack");
+    let (status, body) = https_post(control, &ack, "{}", &bundle, Some(&pem)).unwrap();
+    assert_eq!(status, 403, "{body}");
+    let as_page = r#"{"service":"productpage","address":"127.0.0.1:9"}"#;
+    let (status, body) = https_post(control, "/v1/proxies", as_page, &bundle, Some(&pem)).unwrap();
+    assert_eq!(status, 200, "{body}");
 
     // Each sidecar kept its certificate and key beside its config, readable
     // by its owner only; restarted while the reconciler is down, productpage

@@ -268,11 +268,8 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
     let mut proxy_settings = args.settings();
     proxy_settings.identity = args.static_identity()?;
     let https = url.scheme_str() == Some("https");
-    let api_tls = match &args.ca_bundle {
-        Some(bundle) => Some(
-            crate::control_tls::api_tls(&read_file(bundle)?)
-                .map_err(|e| ProxyError::Tls(format!("--ca-bundle: {e}")))?,
-        ),
+    let api_bundle = match &args.ca_bundle {
+        Some(bundle) => Some(read_file(bundle)?),
         None if https => {
             return Err(ProxyError::Tls(format!(
                 "--control-plane {url} needs --ca-bundle to verify the reconciler"
@@ -311,6 +308,14 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
         renewal = Some(enrollment.spawn_renewal(identity.clone()));
         proxy_settings.identity = Some(identity);
     }
+    // The API client presents the sidecar's certificate (enrolled or static).
+    let api_tls = match api_bundle {
+        Some(bundle) => Some(
+            crate::control_tls::api_tls(&bundle, proxy_settings.identity.clone())
+                .map_err(|e| ProxyError::Tls(format!("--ca-bundle: {e}")))?,
+        ),
+        None => None,
+    };
     let proxy = Proxy::start(proxy_settings, config).await?;
     let address = args
         .address

@@ -88,7 +88,7 @@ impl Enrollment {
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| EnrollError::Unreachable(e.to_string()))?;
-        let client = api_client(Some(api_tls(&self.ca_bundle)?));
+        let client = api_client(Some(api_tls(&self.ca_bundle, None)?));
         let exchange = async {
             let res = client
                 .request(req)

@@ -199,7 +199,7 @@ impl CertificateRequest {
 /// Hands the current certificate to every TLS handshake, both as a server
 /// (inbound) and as a client (upstream).
 #[derive(Debug)]
-pub(super) struct Resolver(pub Arc<MeshIdentity>);
+pub(crate) struct Resolver(pub Arc<MeshIdentity>);
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {

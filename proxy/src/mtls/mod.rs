@@ -11,6 +11,7 @@ mod stream;
 mod verify;
 
 pub use self::configs::{InboundTls, MeshTls, UpstreamTls};
+pub(crate) use self::identity::Resolver;
 pub(crate) use self::identity::parse_bundle;
 pub use self::identity::{CertificateRequest, IdentityError, MeshIdentity};
 pub use self::san::spiffe_id_of;

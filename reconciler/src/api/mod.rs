@@ -6,6 +6,7 @@
 //! gives the reconciler loop a [`RegistryHandle`] to assign configs, read a
 //! snapshot and subscribe to changes (level-triggered: re-read on change).
 
+pub mod caller;
 pub mod certificates;
 pub mod registry;
 pub mod server;

@@ -32,6 +32,7 @@ use gitmesh_proxy_config::api::{
     Ack, CertificateSigningRequest, ConfigUpdate, Heartbeat, Registered, Registration,
 };
 
+use super::caller::ApiCaller;
 use super::certificates::{CertificateService, Refused};
 use super::registry::{ProxyView, Registry, RegistryError};
 
@@ -333,10 +334,14 @@ impl ApiServer {
                     Ok((stream, peer)) => {
                         let (registry, extras, stopping) = (registry.clone(), extras.clone(), stopping.clone());
                         match tls.clone() {
-                            None => { connections.spawn(serve_connection(stream, registry, extras, stopping)); }
+                            None => { connections.spawn(serve_connection(stream, ApiCaller::Open, registry, extras, stopping)); }
                             Some(acceptor) => { connections.spawn(async move {
                                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                    Ok(Ok(stream)) => serve_connection(stream, registry, extras, stopping).await,
+                                    Ok(Ok(stream)) => {
+                                        let trust_domain = extras.certificates.as_ref().map_or("", |c| c.ca().trust_domain());
+                                        let caller = ApiCaller::of(stream.get_ref().1.peer_certificates(), trust_domain);
+                                        serve_connection(stream, caller, registry, extras, stopping).await
+                                    }
                                     Ok(Err(e)) => tracing::info!(%peer, error = %e, "proxy API: TLS handshake refused (plaintext or a bad client)"),
                                     Err(_) => tracing::info!(%peer, "proxy API: TLS handshake timed out"),
                                 }
@@ -371,6 +376,7 @@ impl ApiServer {
 
 async fn serve_connection<S>(
     stream: S,
+    caller: ApiCaller,
     registry: RegistryHandle,
     extras: Extras,
     mut stopping: watch::Receiver<bool>,
@@ -378,11 +384,13 @@ async fn serve_connection<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let stop = stopping.clone();
+    let caller = Arc::new(caller);
     let service = service_fn(move |req| {
         let registry = registry.clone();
         let extras = extras.clone();
         let stop = stop.clone();
-        async move { Ok::<_, Infallible>(route(req, &registry, &extras, stop).await) }
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(route(req, &caller, &registry, &extras, stop).await) }
     });
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -407,6 +415,7 @@ type Answer = Response<Full<Bytes>>;
 
 async fn route(
     req: Request<Incoming>,
+    caller: &ApiCaller,
     registry: &RegistryHandle,
     extras: &Extras,
     stop: watch::Receiver<bool>,
@@ -440,12 +449,20 @@ async fn route(
             ),
         },
         (["v1", "proxies"], Method::POST) => match read_json::<Registration>(req).await {
-            Ok(registration) => match registry.register(registration) {
-                Ok(registered) => json(StatusCode::OK, &registered),
-                Err(e) => refused(&e),
+            Ok(registration) => match caller.may_act_for(&registration.service) {
+                Err((status, why)) => error(status, &why),
+                Ok(()) => match registry.register(registration) {
+                    Ok(registered) => json(StatusCode::OK, &registered),
+                    Err(e) => refused(&e),
+                },
             },
             Err(answer) => answer,
         },
+        (["v1", "proxies", id, "config" | "ack" | "heartbeat"], _)
+            if let Some(refusal) = act_for_proxy(caller, registry, id) =>
+        {
+            refusal
+        }
         (["v1", "proxies", id, "config"], Method::GET) => {
             let id = id.to_string();
             long_poll(req.uri().query().unwrap_or(""), &id, registry, stop).await
@@ -474,6 +491,16 @@ async fn route(
              POST /v1/proxies/{id}/heartbeat, GET /v1/status, GET /healthz\n",
         ),
     }
+}
+
+/// The answer refusing `caller` a route of proxy `id`, if it may not speak
+/// for that proxy's service (an unknown id is left to the route: 404).
+fn act_for_proxy(caller: &ApiCaller, registry: &RegistryHandle, id: &str) -> Option<Answer> {
+    let service = registry.get(id)?.service;
+    caller
+        .may_act_for(&service)
+        .err()
+        .map(|(status, why)| error(status, &why))
 }
 
 /// `POST /v1/certificates`: token first (401 on anything but the right

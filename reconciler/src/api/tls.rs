@@ -2,7 +2,9 @@
 //! certificate is issued by that CA (SANs: the listen address and any
 //! `--api-san`), made on first use and re-issued, with a fresh key, two
 //! thirds into its lifetime, at the next handshake. Proxies verify it
-//! against the `--ca-bundle` they were given.
+//! against the `--ca-bundle` they were given. A client may present a
+//! certificate of the mesh CA (sidecars do, once enrolled); which routes
+//! need one is [`super::caller`]'s business.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -94,12 +96,25 @@ impl ApiCertificate {
     }
 
     /// A server config (TLS 1.2 and 1.3, ring, HTTP/1.1) presenting this
-    /// certificate, for [`super::ApiServer::with_tls`].
+    /// certificate, for [`super::ApiServer::with_tls`]. Client certificates
+    /// are optional and, when presented, must chain to the mesh CA.
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, ApiTlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let bad = |e: &dyn std::fmt::Display| ApiTlsError::Issue(e.to_string());
+        let mut roots = rustls::RootCertStore::empty();
+        let root = CertificateDer::from_pem_slice(self.ca.ca().cert_pem().as_bytes())
+            .map_err(|e| bad(&e))?;
+        roots.add(root)?;
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| bad(&e))?;
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
+            .with_client_cert_verifier(clients)
             .with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
