@@ -212,14 +212,18 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
         Some(app),
         &states.path().join("d"),
     );
-    let page = sidecar(
-        control,
-        "productpage",
-        &token_file,
-        &bundle,
-        None,
-        &states.path().join("p"),
-    );
+    // productpage is started again later, with the same state directory.
+    let productpage = || {
+        sidecar(
+            control,
+            "productpage",
+            &token_file,
+            &bundle,
+            None,
+            &states.path().join("p"),
+        )
+    };
+    let page = productpage();
     // A proxy with a wrong token never gets a certificate, so never serves.
     let impostor = sidecar(
         control,
@@ -331,14 +335,7 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
     );
     drop(_reconciler);
     drop(page);
-    let page = sidecar(
-        control,
-        "productpage",
-        &token_file,
-        &bundle,
-        None,
-        &states.path().join("p"),
-    );
+    let page = productpage();
     wait_for(
         "productpage reaching details with the reconciler down",
         || {
