@@ -183,6 +183,7 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
                 "300ms",
             ])
             .args(["--trust-domain", "bookinfo.local", "--cert-lifetime", "1h"])
+            .args(["--api-cert-lifetime", "2h"])
             .env("GITMESH_BOOTSTRAP_TOKEN", TOKEN)
             .stdout(Stdio::null())
             .stderr(logs())

@@ -9,8 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use gitmesh_reconciler::api::{
-    API_CERT_LIFETIME, ApiCertificate, ApiServer, BootstrapTokens, CertificateService,
-    RegistryHandle,
+    ApiCertificate, ApiServer, BootstrapTokens, CertificateService, RegistryHandle,
 };
 use gitmesh_reconciler::ca::{MeshCa, trust_domain_mismatch};
 use gitmesh_reconciler::load::PolicySet;
@@ -117,6 +116,10 @@ pub struct ReconcileArgs {
     /// Lifetime of issued sidecar certificates (sidecars renew at 2/3).
     #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
     cert_lifetime: Duration,
+    /// Lifetime of the proxy API's own certificate (re-issued with a fresh
+    /// key at the first handshake after 2/3 of it).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    api_cert_lifetime: Duration,
     /// Author of the status commits.
     #[arg(long, default_value = "gitmesh")]
     author_name: String,
@@ -213,7 +216,8 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
             metrics.certificate_requests.clone(),
         );
         let names = api_names(server.local_addr(), &args.api_san);
-        let api_cert = ApiCertificate::new(certificates.clone(), names.clone(), API_CERT_LIFETIME)?;
+        let api_cert =
+            ApiCertificate::new(certificates.clone(), names.clone(), args.api_cert_lifetime)?;
         tracing::info!(names = ?names, "proxy API serving HTTPS only (certificate from the mesh CA)");
         server = server
             .with_certificates(certificates)

@@ -18,9 +18,6 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use super::certificates::CertificateService;
 use crate::ca::MeshCa;
 
-/// Lifetime of the API's server certificate.
-pub const API_CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-
 /// Why the API cannot serve TLS.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiTlsError {
