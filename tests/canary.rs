@@ -421,8 +421,9 @@ fn subsets_without_instances_hold_before_the_start() {
 fn too_little_traffic_holds_and_records_the_hold_once() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let repo = policy_repo_of(&MESH.replace("minRequests: 10", "minRequests: 100000"));
-    let mesh = mesh_from(repo, "0", "20ms", true);
-    let repo = mesh.repo.path();
+    let mut mesh = mesh_from(repo, "0", "20ms", true);
+    let repo = mesh.repo.path().to_path_buf();
+    let repo = repo.as_path();
     wait_for_step(repo, "api: canary v2 held at 50%");
     let body = step_body(repo, "held at 50%");
     assert!(body.contains("not enough data: canary had"), "{body}");
@@ -430,13 +431,22 @@ fn too_little_traffic_holds_and_records_the_hold_once() {
     // The canary did get traffic, just too little.
     assert!(!body.contains("Gitmesh-Canary: v2 requests=0 "), "{body}");
     std::thread::sleep(Duration::from_millis(4_500));
-    let log = status_log(repo);
-    assert_eq!(
-        log.iter().filter(|s| s.contains("held at 50%")).count(),
-        1,
-        "{log:#?}"
-    );
-    assert!(!log.iter().any(|s| s.contains("50% → 100%")), "{log:#?}");
+    let held_once = || {
+        let log = status_log(repo);
+        assert_eq!(
+            log.iter().filter(|s| s.contains("held at 50%")).count(),
+            1,
+            "{log:#?}"
+        );
+        assert!(!log.iter().any(|s| s.contains("50% → 100%")), "{log:#?}");
+    };
+    held_once();
+    // A restarted reconciler remembers the hold it recorded (state.json):
+    // the windows after the restart hold again without a second record.
+    drop(mesh.processes.remove(0));
+    mesh.processes.push(reconciler(repo, mesh.control));
+    std::thread::sleep(Duration::from_millis(6_000));
+    held_once();
 }
 
 /// Runs `gitmesh rollout ACTION api-v2 --repo REPO EXTRA…`, which must succeed.

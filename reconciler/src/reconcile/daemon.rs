@@ -93,9 +93,6 @@ pub struct Daemon {
     prometheus: Option<Prometheus>,
     /// Versions compiled with the canaries' current weights, by commit.
     weighted: HashMap<String, (CanaryWeights, Snapshots)>,
-    /// Each canary's last decision (action, step, kind of reason), to
-    /// record a hold once per step and reason.
-    last_decision: HashMap<String, (canary::Action, u32, String)>,
 }
 
 /// One canary's analysis window: the proxies' pages at its start.
@@ -153,7 +150,6 @@ impl Daemon {
             queried: HashMap::new(),
             prometheus: None,
             weighted: HashMap::new(),
-            last_decision: HashMap::new(),
         })
     }
 
@@ -705,6 +701,9 @@ impl Daemon {
         self.state
             .canaries
             .retain(|name, _| rollouts.iter().any(|(n, _)| n == name));
+        self.state
+            .canary_decisions
+            .retain(|name, _| rollouts.iter().any(|(n, _)| n == name));
         self.windows
             .retain(|name, _| rollouts.iter().any(|(n, _)| n == name));
         let wall_ms = std::time::SystemTime::now()
@@ -717,9 +716,9 @@ impl Daemon {
                 {
                     // Not started: no traffic moves to a subset that
                     // cannot take it. Recorded once.
-                    let key = (canary::Action::Hold, 0, why.clone());
-                    if self.last_decision.get(&name) != Some(&key) {
-                        self.last_decision.insert(name.clone(), key);
+                    let key = decision_key(canary::Action::Hold, 0, &why);
+                    if self.state.canary_decisions.get(&name) != Some(&key) {
+                        self.state.canary_decisions.insert(name.clone(), key);
                         let (_, mut outcome) = canary::start(&name, &spec, wall_ms);
                         outcome.action = canary::Action::Hold;
                         outcome.to_weight = 0;
@@ -828,12 +827,11 @@ impl Daemon {
                     .reason
                     .as_deref()
                     .and_then(|r| r.split(':').next())
-                    .unwrap_or("")
-                    .to_string();
-                let key = (outcome.action, outcome.step, kind);
+                    .unwrap_or("");
+                let key = decision_key(outcome.action, outcome.step, kind);
                 let repeat = outcome.action == canary::Action::Hold
-                    && self.last_decision.get(&name) == Some(&key);
-                self.last_decision.insert(name.clone(), key);
+                    && self.state.canary_decisions.get(&name) == Some(&key);
+                self.state.canary_decisions.insert(name.clone(), key);
                 if repeat {
                     self.state.canaries.insert(name, next);
                     continue;
@@ -1055,4 +1053,10 @@ impl Daemon {
             Err(e) => tracing::warn!(error = %e, "cannot push the status branch; will retry"),
         }
     }
+}
+
+/// How a canary decision is remembered, to record a hold only once per
+/// step and kind of reason.
+fn decision_key(action: canary::Action, step: u32, kind: &str) -> String {
+    format!("{action:?} {step} {kind}")
 }

@@ -31,6 +31,11 @@ pub struct RecordedState {
     /// Canary rollouts, by Rollout name: step, weight, failures.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub canaries: BTreeMap<String, CanaryState>,
+    /// Each canary's last recorded decision (action, step, kind of reason),
+    /// by Rollout name: a hold is recorded once per step and reason, across
+    /// a restart of the reconciler too.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub canary_decisions: BTreeMap<String, String>,
 }
 
 impl RecordedState {
