@@ -14,6 +14,7 @@ use gitmesh_reconciler::api::{
 use gitmesh_reconciler::ca::{MeshCa, trust_domain_mismatch};
 use gitmesh_reconciler::load::PolicySet;
 use gitmesh_reconciler::policy::MeshSpec;
+use gitmesh_reconciler::reconcile::prometheus::PrometheusAuth;
 use gitmesh_reconciler::reconcile::{Daemon, DaemonSettings, Metrics};
 use gitmesh_reconciler::status::Identity;
 use gitmesh_reconciler::watch::{
@@ -86,6 +87,18 @@ pub struct ReconcileArgs {
     /// webhook is served.
     #[arg(long, value_name = "FILE")]
     webhook_secret_file: Option<PathBuf>,
+    /// A file holding a bearer token for Prometheus (Mesh `metrics.source:
+    /// prometheus` behind an authenticating proxy).
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "prometheus_basic_auth_file"
+    )]
+    prometheus_token_file: Option<PathBuf>,
+    /// A file holding `user:password` for Prometheus' basic authentication
+    /// (its `web.config.file`).
+    #[arg(long, value_name = "FILE")]
+    prometheus_basic_auth_file: Option<PathBuf>,
     /// Mesh CA: bootstrap tokens that let sidecars get certificates
     /// (`POST /v1/certificates`), one `<service>: <token>` per line, `*:
     /// <token>` for any service without its own. GITMESH_BOOTSTRAP_TOKEN
@@ -242,6 +255,7 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
         tick: Duration::from_millis(200),
         push_to,
         ca_trust_domain,
+        prometheus_auth: prometheus_auth(&args)?,
     };
     let daemon = Daemon::new(settings, registry.clone(), metrics)?;
     let (tx, rx) = watch::channel(None);
@@ -333,6 +347,30 @@ fn mesh_ca(args: &ReconcileArgs, trust_domain: &str) -> anyhow::Result<MeshCa> {
     };
     MeshCa::load_or_generate(&dir, trust_domain)
         .with_context(|| format!("mesh CA in {}", dir.display()))
+}
+
+/// The credentials for Prometheus, from --prometheus-token-file or
+/// --prometheus-basic-auth-file.
+fn prometheus_auth(args: &ReconcileArgs) -> anyhow::Result<Option<PrometheusAuth>> {
+    let read = |file: &PathBuf, what: &str| {
+        std::fs::read_to_string(file)
+            .with_context(|| format!("reading the Prometheus {what} from {}", file.display()))
+    };
+    if let Some(file) = &args.prometheus_token_file {
+        let auth = PrometheusAuth::bearer(&read(file, "token")?)
+            .with_context(|| format!("{} is empty", file.display()))?;
+        return Ok(Some(auth));
+    }
+    if let Some(file) = &args.prometheus_basic_auth_file {
+        let auth = PrometheusAuth::basic(&read(file, "credentials")?).with_context(|| {
+            format!(
+                "{}: expected `user:password` on the first line",
+                file.display()
+            )
+        })?;
+        return Ok(Some(auth));
+    }
+    Ok(None)
 }
 
 fn webhook_secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<Vec<u8>>> {

@@ -54,6 +54,8 @@ pub struct DaemonSettings {
     /// The trust domain of the mesh CA this reconciler runs, if it runs
     /// one: a commit whose Mesh names another is rejected.
     pub ca_trust_domain: Option<String>,
+    /// How to authenticate to Prometheus (`metrics.source: prometheus`).
+    pub prometheus_auth: Option<super::prometheus::PrometheusAuth>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -667,9 +669,13 @@ impl Daemon {
             .as_ref()
             .is_none_or(|p| p.base() != url.trim_end_matches('/'))
         {
-            self.prometheus = Prometheus::new(&url, PROMETHEUS_TIMEOUT)
-                .inspect_err(|e| tracing::warn!(error = %e, "no Prometheus client"))
-                .ok();
+            self.prometheus = Prometheus::new(
+                &url,
+                PROMETHEUS_TIMEOUT,
+                self.settings.prometheus_auth.clone(),
+            )
+            .inspect_err(|e| tracing::warn!(error = %e, "no Prometheus client"))
+            .ok();
         }
         let at = std::time::SystemTime::now();
         let mut out = HashMap::new();

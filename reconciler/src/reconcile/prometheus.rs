@@ -3,7 +3,9 @@
 //! queries of [`WindowQuery`] on the HTTP query API (`GET /api/v1/query`),
 //! each bounded in time; the answers are read by the pure
 //! [`WindowQuery::stats`]. Every failure (down, slow, an error answer,
-//! garbage) comes back as a [`QueryError`] naming the server.
+//! garbage) comes back as a [`QueryError`] naming the server. A server
+//! behind authentication gets the reconciler's [`PrometheusAuth`] (from a
+//! file, never from the policy repo).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +27,50 @@ pub enum QueryError {
     },
 }
 
+/// How the reconciler authenticates to Prometheus.
+#[derive(Clone, PartialEq, Eq)]
+pub enum PrometheusAuth {
+    /// `Authorization: Bearer <token>` (a Prometheus behind an
+    /// authenticating proxy).
+    Bearer(String),
+    /// HTTP basic authentication (Prometheus' own `web.config.file`).
+    Basic { user: String, password: String },
+}
+
+impl std::fmt::Debug for PrometheusAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PrometheusAuth::Bearer(_) => f.write_str("Bearer(…)"),
+            PrometheusAuth::Basic { user, .. } => write!(f, "Basic({user}, …)"),
+        }
+    }
+}
+
+impl PrometheusAuth {
+    /// A bearer token file (the whole file, trimmed).
+    pub fn bearer(text: &str) -> Option<PrometheusAuth> {
+        let token = text.trim();
+        (!token.is_empty()).then(|| PrometheusAuth::Bearer(token.to_string()))
+    }
+
+    /// A basic-auth file: `user:password` on its first line.
+    pub fn basic(text: &str) -> Option<PrometheusAuth> {
+        let line = text.lines().next()?.trim_end_matches('\r');
+        let (user, password) = line.split_once(':')?;
+        (!user.is_empty()).then(|| PrometheusAuth::Basic {
+            user: user.to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            PrometheusAuth::Bearer(token) => request.bearer_auth(token),
+            PrometheusAuth::Basic { user, password } => request.basic_auth(user, Some(password)),
+        }
+    }
+}
+
 /// A client for one Prometheus server's query API.
 #[derive(Clone, Debug)]
 pub struct Prometheus {
@@ -32,11 +78,16 @@ pub struct Prometheus {
     /// Base URL, without a trailing `/` (`http://prom:9090`, or with a
     /// path prefix behind a reverse proxy).
     base: String,
+    auth: Option<PrometheusAuth>,
 }
 
 impl Prometheus {
     /// A client whose every request (connect included) ends within `timeout`.
-    pub fn new(base: &str, timeout: Duration) -> Result<Prometheus, QueryError> {
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        auth: Option<PrometheusAuth>,
+    ) -> Result<Prometheus, QueryError> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
@@ -48,6 +99,7 @@ impl Prometheus {
         Ok(Prometheus {
             client,
             base: base.trim_end_matches('/').to_string(),
+            auth,
         })
     }
 
@@ -89,13 +141,14 @@ impl Prometheus {
             url: self.base.clone(),
             problem,
         };
-        let response = self
+        let mut request = self
             .client
             .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", promql), ("time", time)])
-            .send()
-            .await
-            .map_err(|e| unreachable(describe(e)))?;
+            .query(&[("query", promql), ("time", time)]);
+        if let Some(auth) = &self.auth {
+            request = auth.apply(request);
+        }
+        let response = request.send().await.map_err(|e| unreachable(describe(e)))?;
         let status = response.status().as_u16();
         if response
             .content_length()
@@ -167,6 +220,83 @@ mod tests {
         format!("http://{addr}")
     }
 
+    #[test]
+    fn credentials_files_are_read_and_never_printed() {
+        assert_eq!(
+            PrometheusAuth::bearer(" sekrit\n"),
+            Some(PrometheusAuth::Bearer("sekrit".into()))
+        );
+        assert_eq!(PrometheusAuth::bearer("\n"), None);
+        assert_eq!(
+            PrometheusAuth::basic("gitmesh:pa:ss\r\nignored\n"),
+            Some(PrometheusAuth::Basic {
+                user: "gitmesh".into(),
+                password: "pa:ss".into()
+            })
+        );
+        assert_eq!(PrometheusAuth::basic("no colon"), None);
+        assert_eq!(PrometheusAuth::basic(":password"), None);
+        let shown = format!(
+            "{:?} {:?}",
+            PrometheusAuth::Bearer("sekrit".into()),
+            PrometheusAuth::basic("gitmesh:pa:ss").unwrap()
+        );
+        assert!(
+            !shown.contains("sekrit") && !shown.contains("pa:ss"),
+            "{shown}"
+        );
+    }
+
+    /// Every query carries the credentials: a server that records each
+    /// request's `Authorization` header (and answers garbage).
+    #[tokio::test]
+    async fn queries_carry_the_credentials() {
+        use std::sync::{Arc, Mutex};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 8192];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                    let auth = head
+                        .lines()
+                        .find_map(|l| {
+                            let (name, value) = l.split_once(':')?;
+                            name.eq_ignore_ascii_case("authorization")
+                                .then(|| value.trim().to_string())
+                        })
+                        .unwrap_or_default();
+                    record.lock().unwrap().push(auth);
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+        let timeout = Duration::from_secs(2);
+        for (auth, expected) in [
+            (PrometheusAuth::bearer("sekrit"), "Bearer sekrit"),
+            // base64("gitmesh:pa:ss")
+            (
+                PrometheusAuth::basic("gitmesh:pa:ss"),
+                "Basic Z2l0bWVzaDpwYTpzcw==",
+            ),
+            (None, ""),
+        ] {
+            seen.lock().unwrap().clear();
+            let p = Prometheus::new(&base, timeout, auth).unwrap();
+            assert!(p.window(&query(), SystemTime::now()).await.is_err());
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(seen, [expected, expected], "{expected}");
+        }
+    }
+
     #[tokio::test]
     async fn down_slow_or_garbage_is_an_error_naming_prometheus() {
         let closed = {
@@ -174,7 +304,7 @@ mod tests {
             format!("http://{}", l.local_addr().unwrap())
         };
         let timeout = Duration::from_millis(500);
-        let err = Prometheus::new(&closed, timeout)
+        let err = Prometheus::new(&closed, timeout, None)
             .unwrap()
             .window(&query(), SystemTime::now())
             .await
@@ -188,7 +318,7 @@ mod tests {
         assert!(!text.contains("/api/v1/query"), "{text}");
 
         let slow = serve("HTTP/1.1 200 OK\r\n\r\n", Duration::from_secs(5)).await;
-        let err = Prometheus::new(&slow, timeout)
+        let err = Prometheus::new(&slow, timeout, None)
             .unwrap()
             .window(&query(), SystemTime::now())
             .await
@@ -200,7 +330,7 @@ mod tests {
             Duration::ZERO,
         )
         .await;
-        let err = Prometheus::new(&garbage, timeout)
+        let err = Prometheus::new(&garbage, timeout, None)
             .unwrap()
             .window(&query(), SystemTime::now())
             .await
