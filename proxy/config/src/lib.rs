@@ -8,10 +8,12 @@
 pub mod api;
 mod digest;
 mod duration;
+mod spiffe;
 mod types;
 mod validate;
 
 pub use self::duration::{DURATION_PATTERN, Duration, DurationError};
+pub use self::spiffe::PeerIdentity;
 pub use self::types::{
     Action, Authorization, AuthorizationRule, Backend, Backoff, CircuitBreaker, Endpoint, Fault,
     FaultAbort, FaultDelay, Filter, HashKind, HashOn, Header, HeaderMatch, HeaderModifier,

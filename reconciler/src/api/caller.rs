@@ -7,6 +7,7 @@
 //! route (`POST /v1/certificates`, token-authenticated), status, metrics
 //! and the webhook stay open to callers without a certificate.
 
+use gitmesh_proxy_config::PeerIdentity;
 use http::StatusCode;
 use x509_parser::extensions::GeneralName;
 
@@ -46,11 +47,10 @@ impl ApiCaller {
             },
             Err(_) => Vec::new(),
         };
-        let prefix = format!("spiffe://{trust_domain}/svc/");
         match uris.as_slice() {
-            [one] => match one.strip_prefix(&prefix) {
-                Some(service) if !service.is_empty() && !service.contains('/') => {
-                    ApiCaller::Service(service.to_string())
+            [one] => match PeerIdentity::parse(one) {
+                Some(id) if id.trust_domain() == trust_domain => {
+                    ApiCaller::Service(id.service().to_string())
                 }
                 _ => ApiCaller::Other(one.clone()),
             },
