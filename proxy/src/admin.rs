@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 
 use crate::body::ProxyBody;
 use crate::metrics::Metrics;
@@ -26,7 +25,7 @@ fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Respons
 }
 
 impl Admin {
-    pub fn handle(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+    pub fn handle(&self, req: &Request<ProxyBody>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::connect::GiveBack;
+use crate::h1::client::ResponseBody;
+use crate::h1::decode::H1Error;
 
 /// A request or response body as the proxy forwards it.
 #[derive(Debug, Default)]
@@ -31,56 +32,49 @@ pub enum ProxyBody {
     Upstream(UpstreamBody),
 }
 
-/// An upstream response body that hands its HTTP/1.1 connection back to the
-/// endpoint's idle pool once read to the end.
+/// An upstream response body: from gitmesh's own HTTP/1.1 client (its
+/// connection goes back to the pool at the end) or from hyper's HTTP/2 one.
 #[derive(Debug)]
-pub struct UpstreamBody {
-    inner: Incoming,
-    give_back: Option<GiveBack>,
+pub enum UpstreamBody {
+    H1(ResponseBody),
+    H2(Incoming),
 }
 
-impl UpstreamBody {
-    pub fn new(inner: Incoming, give_back: Option<GiveBack>) -> Self {
-        let mut body = UpstreamBody { inner, give_back };
-        if body.inner.is_end_stream() {
-            body.release();
-        }
-        body
-    }
-
-    fn release(&mut self) {
-        if let Some(g) = self.give_back.take() {
-            g.idle.give_back(g.sender);
-        }
-    }
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error(transparent)]
+    Hyper(#[from] hyper::Error),
+    #[error(transparent)]
+    H1(#[from] H1Error),
 }
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.release(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
-            // An error: the connection is not reused.
-            Poll::Ready(Some(Err(_))) => this.give_back = None,
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            UpstreamBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
+            UpstreamBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(BodyError::from),
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match self {
+            UpstreamBody::H1(b) => b.is_end_stream(),
+            UpstreamBody::H2(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self {
+            UpstreamBody::H1(b) => b.size_hint(),
+            UpstreamBody::H2(b) => b.size_hint(),
+        }
     }
 }
 
@@ -90,6 +84,16 @@ impl ProxyBody {
             ProxyBody::Empty
         } else {
             ProxyBody::Full(Some(bytes))
+        }
+    }
+
+    /// A copy of a body that is held whole (empty or buffered), which can
+    /// be sent again; `None` for a streamed one.
+    pub fn try_clone(&self) -> Option<ProxyBody> {
+        match self {
+            ProxyBody::Empty => Some(ProxyBody::Empty),
+            ProxyBody::Full(data) => Some(ProxyBody::Full(data.clone())),
+            _ => None,
         }
     }
 }
@@ -102,20 +106,20 @@ impl From<Incoming> for ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Streaming(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Streaming(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::from),
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Prefixed(prefix, rest) => match prefix.take() {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
-                None => Pin::new(rest).poll_frame(cx),
+                None => Pin::new(rest).poll_frame(cx).map_err(BodyError::from),
             },
         }
     }

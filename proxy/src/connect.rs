@@ -1,14 +1,11 @@
 //! Upstream connections, counted while open and while connecting (for the
 //! circuit breaker and metrics).
 //!
-//! HTTP/1.1 uses a small keep-alive pool per endpoint ([`IdleConns`], kept in
-//! the endpoint's state): a request takes an idle connection (or dials one),
-//! and the connection goes back when the response body has been read to its
-//! end. This is much cheaper per request than hyper-util's legacy client,
-//! which hashes a pool key under a lock, races a lazy connect future against
-//! the checkout and spawns a task per request to watch for the connection to
-//! become idle again. HTTP/2 (one multiplexed connection) keeps the legacy
-//! client.
+//! HTTP/1.1 uses gitmesh's own codec ([`crate::h1`]) and a small keep-alive
+//! pool per endpoint ([`IdleConns`], kept in the endpoint's state): a request
+//! takes an idle connection (or dials one), and the connection goes back
+//! when the response body has been read to its end. HTTP/2 (one multiplexed
+//! connection) uses hyper-util's legacy client.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,8 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::uri::Authority;
-use http::{Request, Response, Uri, header};
-use hyper::client::conn::http1::SendRequest;
+use http::{Method, Request, Response, Uri, header};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
@@ -28,6 +24,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::body::{ProxyBody, UpstreamBody};
+use crate::h1::client::{ClientConn, ResponseBody};
 use crate::mtls::{MeshStream, UpstreamTls};
 
 /// Live connection counts of one upstream service.
@@ -39,7 +36,7 @@ pub struct ConnCounters {
 
 /// Decrements a counter when dropped.
 #[derive(Debug)]
-struct CountGuard(Arc<ConnCounters>, fn(&ConnCounters) -> &AtomicU32);
+pub struct CountGuard(Arc<ConnCounters>, fn(&ConnCounters) -> &AtomicU32);
 
 impl CountGuard {
     fn new(c: Arc<ConnCounters>, which: fn(&ConnCounters) -> &AtomicU32) -> Self {
@@ -209,7 +206,7 @@ pub enum SendError {
 }
 
 struct IdleConn {
-    sender: SendRequest<ProxyBody>,
+    conn: ClientConn,
     since: Instant,
 }
 
@@ -233,7 +230,7 @@ impl IdleConns {
     }
 
     /// An idle connection that is still open, if any.
-    fn checkout(&self) -> Option<SendRequest<ProxyBody>> {
+    fn checkout(&self) -> Option<ClientConn> {
         let mut idle = self.lock();
         let now = Instant::now();
         if idle
@@ -242,39 +239,33 @@ impl IdleConns {
         {
             idle.retain(|c| now.saturating_duration_since(c.since) <= IDLE_TIMEOUT);
         }
-        while let Some(c) = idle.pop() {
-            if !c.sender.is_closed() {
-                return Some(c.sender);
+        while let Some(mut c) = idle.pop() {
+            if c.conn.is_open() {
+                return Some(c.conn);
             }
         }
         None
     }
 
     /// Puts a connection whose last response was read to the end back.
-    pub fn give_back(&self, sender: SendRequest<ProxyBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    pub fn give_back(&self, conn: ClientConn) {
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push(IdleConn {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
     }
 }
 
-/// Returns a pooled connection to its endpoint's idle list.
-pub struct GiveBack {
-    pub sender: SendRequest<ProxyBody>,
-    pub idle: Arc<IdleConns>,
-}
-
-impl std::fmt::Debug for GiveBack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GiveBack")
-    }
+/// Whether a request may be sent again after it reached a connection that
+/// then failed without a byte of answer (RFC 9110 §9.2.2).
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
 }
 
 impl UpstreamClient {
@@ -288,7 +279,7 @@ impl UpstreamClient {
     ) -> Result<Response<UpstreamBody>, SendError> {
         if self.key.http2 {
             return match self.client.request(req).await {
-                Ok(r) => Ok(r.map(|b| UpstreamBody::new(b, None))),
+                Ok(r) => Ok(r.map(UpstreamBody::H2)),
                 Err(e) if e.is_connect() => Err(SendError::Connect),
                 Err(_) => Err(SendError::Reset),
             };
@@ -300,41 +291,47 @@ impl UpstreamClient {
             parts.headers.insert(header::HOST, v);
         }
         // HTTP/1.1 to an origin server: origin-form request target.
-        if parts.uri.authority().is_some() {
-            let mut uri = http::uri::Parts::default();
-            uri.path_and_query = parts.uri.path_and_query().cloned();
-            if let Ok(u) = Uri::from_parts(uri) {
-                parts.uri = u;
-            }
-        }
-        let mut req = Request::from_parts(parts, body);
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let resend = body.try_clone();
+        let mut body = Some(body);
         loop {
-            let (mut sender, reused) = match idle.checkout() {
-                Some(s) => (s, true),
-                // Boxed: the handshake's large state would otherwise be part
-                // of (and copied with) every request's future.
+            let (conn, reused) = match idle.checkout() {
+                Some(c) => (c, true),
+                // Boxed: the dial's state would otherwise be part of (and
+                // copied with) every request's future.
                 None => (Box::pin(self.connect(authority)).await?, false),
             };
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    let give_back = GiveBack {
-                        sender,
-                        idle: idle.clone(),
-                    };
-                    return Ok(response.map(|b| UpstreamBody::new(b, Some(give_back))));
+            let this_try = body.take().unwrap_or_default();
+            match conn
+                .send(&parts.method, target, &parts.headers, this_try)
+                .await
+            {
+                Ok((head, conn)) => {
+                    let body = ResponseBody::new(conn, head.framing, head.keep_alive, idle.clone());
+                    return Ok(head.response.map(|()| UpstreamBody::H1(body)));
                 }
-                Err(mut e) => match e.take_message() {
-                    // A kept-alive connection the upstream had closed: the
-                    // request never left, so a fresh connection may take it.
-                    Some(unsent) if reused => req = unsent,
-                    _ => return Err(SendError::Reset),
-                },
+                // A kept-alive connection the upstream had closed: a request
+                // that never left, or an idempotent one that got no answer,
+                // goes again on a fresh connection.
+                Err(f)
+                    if reused
+                        && (f.unsent || (f.nothing_received && idempotent(&parts.method)))
+                        && resend.is_some() =>
+                {
+                    tracing::debug!(error = %f.error, upstream = %authority, "kept-alive connection closed; sending again on a new one");
+                    body = resend.as_ref().and_then(ProxyBody::try_clone);
+                }
+                Err(f) => {
+                    tracing::debug!(error = %f.error, upstream = %authority, "upstream HTTP/1.1 exchange failed");
+                    return Err(SendError::Reset);
+                }
             }
         }
     }
 
-    /// Dials `authority` and starts an HTTP/1.1 connection task.
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<ProxyBody>, SendError> {
+    /// Dials `authority` (and does the mTLS handshake when the upstream
+    /// needs it).
+    async fn connect(&self, authority: &Authority) -> Result<ClientConn, SendError> {
         let connecting = CountGuard::new(self.counters.clone(), |c| &c.connecting);
         let addr = (authority.host(), authority.port_u16().unwrap_or(80));
         let dial = TcpStream::connect(addr);
@@ -364,20 +361,9 @@ impl UpstreamClient {
             None => MeshStream::Plain(stream),
         };
         drop(connecting);
-        let io = CountedIo {
-            io: TokioIo::new(stream),
-            _open: CountGuard::new(self.counters.clone(), |c| &c.open),
-        };
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .writev(false)
-            .handshake(io)
-            .await
-            .map_err(|_| SendError::Connect)?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream connection closed with an error");
-            }
-        });
-        Ok(sender)
+        Ok(ClientConn::new(
+            stream,
+            CountGuard::new(self.counters.clone(), |c| &c.open),
+        ))
     }
 }

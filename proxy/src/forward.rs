@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
-use hyper::body::Incoming;
 
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::clock::Clock;
@@ -34,15 +33,26 @@ impl RequestBody {
     /// is sent first and the rest streams through (`false`: too large, no
     /// replay). Request trailers are not kept in a buffered body.
     pub async fn prepare(
-        mut body: Incoming,
+        body: ProxyBody,
         want_replay: bool,
         limit: usize,
     ) -> Result<(RequestBody, bool), hyper::Error> {
         use http_body::Body;
         use http_body_util::BodyExt;
-        if !want_replay {
-            return Ok((RequestBody::Streaming(ProxyBody::Streaming(body)), true));
-        }
+        let mut body = match body {
+            // Read whole already (the HTTP/1.1 fast path).
+            ProxyBody::Empty => return Ok((RequestBody::Replayable(Bytes::new()), true)),
+            ProxyBody::Full(b) if want_replay => {
+                let b = b.unwrap_or_default();
+                let fits = b.len() <= limit;
+                if fits {
+                    return Ok((RequestBody::Replayable(b), true));
+                }
+                return Ok((RequestBody::Streaming(ProxyBody::Full(Some(b))), false));
+            }
+            ProxyBody::Streaming(body) if want_replay => body,
+            other => return Ok((RequestBody::Streaming(other), true)),
+        };
         if body.is_end_stream() {
             return Ok((RequestBody::Replayable(Bytes::new()), true));
         }

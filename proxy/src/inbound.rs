@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, StatusCode, Uri};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::authz::AuthzRequest;
@@ -64,7 +63,7 @@ impl Inbound {
         }
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, req: Request<ProxyBody>) -> Response<ProxyBody> {
         let started = Instant::now();
         let snapshot = self.store.current();
         let traffic = &snapshot.inbound_metrics;
@@ -90,7 +89,7 @@ impl Inbound {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, (StatusCode, &'static str)> {
         let Some(app) = &self.app else {
             return Err((StatusCode::SERVICE_UNAVAILABLE, "no-local-app"));
@@ -117,7 +116,7 @@ impl Inbound {
             parts.headers.insert(PEER_IDENTITY_HEADER, v);
         }
         let client = if http2 { &self.http2 } else { &self.http1 };
-        let req = Request::from_parts(parts, ProxyBody::Streaming(body));
+        let req = Request::from_parts(parts, body);
         match client.send(app, &self.app_conns, req).await {
             Ok(r) => {
                 let (mut rparts, body) = r.into_parts();
@@ -179,8 +178,8 @@ impl Refusal {
 /// (with its normalized path) or why not.
 async fn admit(
     snapshot: &Snapshot,
-    mut req: Request<Incoming>,
-) -> Result<Request<Incoming>, Refusal> {
+    mut req: Request<ProxyBody>,
+) -> Result<Request<ProxyBody>, Refusal> {
     let rewritten = match path::normalize(req.uri().path()) {
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(p)) => Some(p),

@@ -2,6 +2,11 @@
 //! header size and count limits, a header read timeout for slow clients, a
 //! gauge of open connections, and graceful draining on shutdown.
 //!
+//! Each connection starts on gitmesh's HTTP/1.1 fast path
+//! ([`crate::h1::server`]); the first request it does not serve (HTTP/2's
+//! preface, a malformed or oversized head, a streamed body, ...) hands the
+//! connection and the bytes read so far to hyper for the rest of its life.
+//!
 //! A slow client cut off at the header read timeout in the middle of a
 //! request head gets `408 Request Timeout`. hyper itself closes such a
 //! connection without a word (its timeout error skips the automatic 4xx it
@@ -35,7 +40,12 @@ use tokio::task::JoinHandle;
 
 use gitmesh_proxy_config::MtlsMode;
 
+use bytes::Bytes;
+
 use crate::body::ProxyBody;
+use crate::h1;
+use crate::h1::decode::RequestLimits;
+use crate::h1::server::{CloseReason, ConnInfo, Ended, MAX_INLINE_BODY, REQUEST_TIMEOUT};
 use crate::metrics::Metrics;
 use crate::mtls::{InboundTls, MeshStream, MeshTls};
 use crate::peer::PeerIdentity;
@@ -78,7 +88,7 @@ pub fn spawn<H, F>(
     handler: H,
 ) -> JoinHandle<()>
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<ProxyBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -122,6 +132,12 @@ where
             let open = open.clone();
             let first_byte_timeout = limits.header_read_timeout;
             let tls = tls.clone();
+            let conn_shutdown = shutdown.clone();
+            let fast_limits = RequestLimits {
+                max_headers: limits.max_headers,
+                max_head_bytes: limits.max_header_bytes,
+                max_body: MAX_INLINE_BODY,
+            };
             tokio::spawn(async move {
                 open.inc();
                 // A client that connects and sends nothing is cut off at the
@@ -136,6 +152,9 @@ where
                             watcher,
                             metrics: metrics.clone(),
                             handler,
+                            shutdown: conn_shutdown,
+                            header_read_timeout: first_byte_timeout,
+                            limits: fast_limits,
                         };
                         match admit(name, tls.as_ref(), probe[0], &metrics) {
                             Admit::Plaintext => conn.serve_plain(stream).await,
@@ -245,14 +264,18 @@ struct Conn<H> {
     name: &'static str,
     peer: SocketAddr,
     builder: auto::Builder<TokioExecutor>,
+    /// Held while the fast path serves, so draining waits for it too.
     watcher: hyper_util::server::graceful::Watcher,
     metrics: Arc<Metrics>,
     handler: H,
+    shutdown: watch::Receiver<bool>,
+    header_read_timeout: Duration,
+    limits: RequestLimits,
 }
 
 impl<H, F> Conn<H>
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<ProxyBody>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<ProxyBody>> + Send + 'static,
 {
     async fn serve_plain(self, stream: TcpStream) {
@@ -281,17 +304,35 @@ where
             watcher,
             metrics,
             handler,
+            mut shutdown,
+            header_read_timeout,
+            limits,
         } = self;
-        let svc = service_fn(move |mut req: Request<Incoming>| {
+        let info = ConnInfo {
+            peer,
+            identity,
+            header_read_timeout,
+            limits,
+        };
+        let on_close = |reason: CloseReason| metrics.error(name, reason.as_str());
+        let (stream, read) =
+            match h1::server::serve(stream, &info, &handler, &mut shutdown, on_close).await {
+                Ended::Closed => return,
+                Ended::Handoff { io, read } => (io, read),
+            };
+        let identity = info.identity;
+        let svc = service_fn(move |req: Request<Incoming>| {
+            let mut req = req.map(ProxyBody::Streaming);
             if let Some(id) = &identity {
                 req.extensions_mut().insert(id.clone());
             }
             let h = handler.clone();
             async move { Ok::<_, Infallible>(h(req, peer).await) }
         });
-        let mid_request = Arc::new(AtomicBool::new(false));
+        let mid_request = Arc::new(AtomicBool::new(!read.is_empty()));
         let io = TrackedIo {
             io: TokioIo::new(stream),
+            prefix: read,
             mid_request: mid_request.clone(),
         };
         let conn = builder.serve_connection(io, svc);
@@ -314,16 +355,13 @@ where
     }
 }
 
-/// The answer to a client too slow to send its request head.
-const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain\r\n\
-x-gitmesh-error: header-read-timeout\r\nconnection: close\r\ncontent-length: 19\r\n\r\n\
-header-read-timeout";
-
 /// A downstream connection that remembers whether bytes of a request
 /// arrived since the last response bytes were written (a request head in
-/// progress, for the 408 decision).
+/// progress, for the 408 decision). It first yields `prefix`: what the fast
+/// path read before handing the connection over.
 struct TrackedIo {
     io: TokioIo<MeshStream>,
+    prefix: Bytes,
     mid_request: Arc<AtomicBool>,
 }
 
@@ -331,8 +369,14 @@ impl Read for TrackedIo {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        mut buf: ReadBufCursor<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let part = self.prefix.split_to(n);
+            buf.put_slice(&part);
+            return Poll::Ready(Ok(()));
+        }
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         // Bytes arrived (or the end of the stream, after which hyper stops
         // without a timeout, so it does not matter here).

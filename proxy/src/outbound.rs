@@ -9,7 +9,6 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::balance::hash64;
@@ -63,7 +62,7 @@ struct RequestCtx {
 impl Outbound {
     pub async fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<ProxyBody>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
         let ctx = RequestCtx {
@@ -97,7 +96,7 @@ impl Outbound {
         snapshot: &Snapshot,
         ctx: &RequestCtx,
         mut parts: Parts,
-        body: Incoming,
+        body: ProxyBody,
     ) -> Result<Response<ProxyBody>, (Failure, String)> {
         // Destination.
         let Some((host, port)) = destination(&parts) else {
@@ -225,7 +224,7 @@ impl Outbound {
                 .await
                 .map_err(|_| fail(Failure::new(StatusCode::BAD_REQUEST, "request-body-error")))?
         } else {
-            (RequestBody::Streaming(ProxyBody::Streaming(body)), true)
+            (RequestBody::Streaming(body), true)
         };
         if !fits {
             self.metrics.error("outbound", "replay-body-too-large");

@@ -32,9 +32,14 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
         || name == header::TE
         || name == header::TRAILER
         || name == header::PROXY_AUTHORIZATION
-        || name.as_str() == "keep-alive"
-        || name.as_str() == "proxy-connection"
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
 }
+
+// Not among `http`'s standard names: compared as names (a cheap mismatch
+// for every standard header), not as strings.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including any that
 /// `Connection` names.

@@ -1,0 +1,229 @@
+//! Writing HTTP/1.1: request and response heads with the framing header
+//! their body needs, and chunked framing for a body of unknown length.
+
+use std::io::Write as _;
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::{HeaderMap, Method, StatusCode, header};
+
+/// How a request body goes on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyLength {
+    /// No body, and no framing header.
+    None,
+    /// `content-length: n` (also 0, for methods that carry a body).
+    Known(u64),
+    /// `transfer-encoding: chunked`.
+    Chunked,
+}
+
+/// The framing of a body whose exact length is `exact` (when known), for a
+/// request with `method`. An empty body of a method that usually carries one
+/// still says `content-length: 0`, as curl and hyper do.
+pub fn body_length(method: &Method, exact: Option<u64>) -> BodyLength {
+    match exact {
+        Some(0) if !matches!(*method, Method::POST | Method::PUT | Method::PATCH) => {
+            BodyLength::None
+        }
+        Some(n) => BodyLength::Known(n),
+        None => BodyLength::Chunked,
+    }
+}
+
+/// Appends `METHOD target HTTP/1.1`, the headers (without any framing
+/// header of their own) and the framing header for `length`.
+pub fn request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    length: BodyLength,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    length_header(out, length);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `HTTP/1.1 status reason`, the headers and the framing header
+/// for `length`. `None`: a response without a body (to HEAD, or 1xx, 204,
+/// 304), whose headers go out as they are (a HEAD answer keeps its
+/// `content-length`). A `date` header is added when there is none, as
+/// hyper's server does.
+pub fn response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    length: Option<BodyLength>,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if length.is_some() && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING)
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        http_date(out);
+        out.extend_from_slice(b"\r\n");
+    }
+    length_header(out, length.unwrap_or(BodyLength::None));
+    out.extend_from_slice(b"\r\n");
+}
+
+fn length_header(out: &mut Vec<u8>, length: BodyLength) {
+    match length {
+        BodyLength::None => {}
+        BodyLength::Known(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyLength::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+}
+
+/// `n` in decimal, without the formatting machinery (once per message).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+thread_local! {
+    /// The current second's IMF-fixdate, formatted once per second.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends the current time as an HTTP date.
+fn http_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with_borrow_mut(|(cached, text)| {
+        if *cached != second {
+            *cached = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+}
+
+/// The line that opens a chunk of `len` bytes.
+pub fn chunk_start(out: &mut Vec<u8>, len: usize) {
+    let _ = write!(out, "{len:x}\r\n");
+}
+
+/// What follows each chunk's data.
+pub const CHUNK_END: &[u8] = b"\r\n";
+/// The last chunk of a chunked body (no trailers).
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn head_drops_framing_headers_and_adds_its_own() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("reviews"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        request_head(&mut out, &Method::POST, "/p?q=1", &h, BodyLength::Known(3));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /p?q=1 HTTP/1.1\r\nhost: reviews\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 3\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        request_head(
+            &mut out,
+            &Method::GET,
+            "/",
+            &HeaderMap::new(),
+            BodyLength::Chunked,
+        );
+        assert_eq!(out, b"GET / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+    }
+
+    #[test]
+    fn empty_bodies_by_method() {
+        assert_eq!(body_length(&Method::GET, Some(0)), BodyLength::None);
+        assert_eq!(body_length(&Method::POST, Some(0)), BodyLength::Known(0));
+        assert_eq!(body_length(&Method::GET, Some(4)), BodyLength::Known(4));
+        assert_eq!(body_length(&Method::PUT, None), BodyLength::Chunked);
+    }
+
+    #[test]
+    fn response_heads() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        h.insert(
+            header::DATE,
+            HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        let mut out = Vec::new();
+        response_head(&mut out, StatusCode::OK, &h, Some(BodyLength::Known(2)));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 2\r\n\r\n"
+        );
+        // No body: the headers as they are; a date is added.
+        let mut out = Vec::new();
+        h.remove(header::DATE);
+        response_head(&mut out, StatusCode::NOT_FOUND, &h, None);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\ndate: "),
+            "{text}"
+        );
+        assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn decimal_lengths() {
+        for n in [0, 7, 10, 1234, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+
+    #[test]
+    fn chunk_lines_are_hex() {
+        let mut out = Vec::new();
+        chunk_start(&mut out, 255);
+        assert_eq!(out, b"ff\r\n");
+    }
+}

@@ -1,0 +1,199 @@
+//! gitmesh's own HTTP/1.1 client against a raw upstream that writes exact
+//! bytes: every way a response body can be delimited arrives whole, interim
+//! 1xx answers are skipped, and a broken answer becomes a counted 502.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http::{Method, Request};
+use http_body_util::Full;
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// What the raw upstream answers for a request path, and whether it then
+/// closes the connection.
+fn answer(path: &str) -> (&'static [u8], bool) {
+    match path {
+        "/chunked" => (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n",
+            false,
+        ),
+        "/until-close" => (b"HTTP/1.1 200 OK\r\n\r\nall of it until the close", true),
+        "/no-content" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
+        "/continue" => (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+            false,
+        ),
+        "/head" => (b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n", false),
+        "/garbage" => (b"HTTP/1.1 2x0 what\r\n\r\n", true),
+        "/cut-head" => (b"HTTP/1.1 200 OK\r\ncontent-le", true),
+        "/cut-body" => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true),
+        "/echo-length" => (b"", false),
+        _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
+    }
+}
+
+/// A raw HTTP/1.1 upstream answering from [`answer`]; counts connections.
+/// `/echo-length` answers with the request's body, read by content-length.
+async fn raw_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + length {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf.drain(..end + length).skip(end).collect();
+                    let (reply, close) = answer(&path);
+                    let reply = if path == "/echo-length" {
+                        let mut r =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
+                                .into_bytes();
+                        r.extend_from_slice(&body);
+                        r
+                    } else {
+                        reply.to_vec()
+                    };
+                    if s.write_all(&reply).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+async fn setup() -> (gitmesh_proxy::RunningProxy, Arc<AtomicUsize>) {
+    let (addr, accepted) = raw_upstream().await;
+    let proxy = start(config(json!({
+        "version": "c1", "service": "web",
+        "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
+    })))
+    .await;
+    (proxy, accepted)
+}
+
+#[tokio::test]
+async fn every_body_framing_arrives_whole() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (proxy, accepted) = setup().await;
+        let c = client();
+        let at = proxy.outbound_addr();
+
+        let r = get(&c, at, "up", "/chunked").await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "hello, world"));
+        let r = get(&c, at, "up", "/continue").await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "final"));
+        let r = get(&c, at, "up", "/no-content").await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (204, ""));
+        let head = Request::builder()
+            .method(Method::HEAD)
+            .uri("/head")
+            .body(Full::default())
+            .unwrap();
+        let r = send(&c, at, "up", head).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.headers["content-length"], "1234", "HEAD keeps the length");
+        // Those four kept one connection open.
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        let r = get(&c, at, "up", "/until-close").await;
+        assert_eq!(
+            (r.status.as_u16(), r.body.as_str()),
+            (200, "all of it until the close")
+        );
+        // A body delimited by the close cannot leave its connection reusable.
+        let r = get(&c, at, "up", "/").await;
+        assert_eq!(r.body, "ok");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn request_bodies_keep_their_length() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (proxy, _) = setup().await;
+        let c = client();
+        let big = "x".repeat(100_000);
+        for body in ["", "small", big.as_str()] {
+            let req = Request::post("/echo-length")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap();
+            let r = send(&c, proxy.outbound_addr(), "up", req).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body.len(), body.len());
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn broken_answers_become_counted_502s() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (proxy, _) = setup().await;
+        let c = client();
+        for path in ["/garbage", "/cut-head"] {
+            let r = get(&c, proxy.outbound_addr(), "up", path).await;
+            assert_eq!(r.status, 502, "{path}");
+            assert_eq!(r.headers["x-gitmesh-error"], "upstream-reset", "{path}");
+        }
+        let metrics = admin_get(&proxy, "/metrics").await.body;
+        assert!(
+            metrics.contains(r#"reason="upstream-reset""#),
+            "the reason is counted:\n{metrics}"
+        );
+        // A body cut short after its head: the client's exchange fails (at
+        // the head or in the body, as the bytes happen to be flushed)
+        // instead of passing a short body off as whole.
+        let req = Request::get(format!("http://{}/cut-body", proxy.outbound_addr()))
+            .header("host", "up")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        if let Ok(response) = c.request(req).await {
+            let body = http_body_util::BodyExt::collect(response.into_body()).await;
+            assert!(body.is_err(), "a truncated body is not passed off as whole");
+        }
+        // And the proxy keeps serving.
+        assert_eq!(get(&c, proxy.outbound_addr(), "up", "/").await.body, "ok");
+    })
+    .await
+    .expect("test finished in time");
+}
