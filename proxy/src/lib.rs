@@ -3,7 +3,7 @@
 //! semantics, load balancing, retries under a budget, timeouts, circuit
 //! breaking, outlier detection, health checks, fault injection, mirroring,
 //! hot config swaps and Prometheus metrics. HTTP/1.1 on the request path
-//! goes through gitmesh's own codec ([`h1`]); hyper serves HTTP/2 and the
+//! goes through gitmesh's own codec (the `h1` module); hyper serves HTTP/2 and the
 //! HTTP/1 cases the codec leaves to it.
 //!
 //! Binary use: [`run`] with [`ProxyArgs`]. Library use (tests, embedding):

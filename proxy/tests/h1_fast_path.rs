@@ -1,7 +1,8 @@
 //! The downstream HTTP/1.1 fast path over raw sockets: pipelined requests
 //! are answered in order, a request the fast path leaves to hyper takes the
 //! rest of the connection over without losing a byte, `Connection: close`
-//! is honoured, and a body that never arrives is cut off with a counted 408.
+//! is honoured, a body that never arrives is cut off with a counted 408, and
+//! shutdown lets a request in progress finish while idle connections close.
 
 mod support;
 
@@ -18,6 +19,9 @@ use tokio::net::TcpStream;
 async fn setup(header_read_timeout: Duration) -> (gitmesh_proxy::RunningProxy, Upstream) {
     let up = upstream(|req: http::Request<hyper::body::Incoming>| async move {
         let (parts, body) = req.into_parts();
+        if parts.uri.path() == "/slow" {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
         let body = http_body_util::BodyExt::collect(body)
             .await
             .unwrap()
@@ -159,6 +163,50 @@ async fn a_body_that_never_arrives_is_cut_off_with_408() {
             "{}",
             proxy.metrics_text()
         );
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn shutdown_finishes_the_request_in_progress_and_closes_idle_connections() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (proxy, _up) = setup(Duration::from_secs(10)).await;
+        let at = proxy.outbound_addr();
+        // An idle kept-alive connection, after one request.
+        let mut idle = TcpStream::connect(at).await.unwrap();
+        idle.write_all(b"GET /one HTTP/1.1\r\nHost: up\r\n\r\n")
+            .await
+            .unwrap();
+        let mut first = vec![0u8; 1024];
+        let n = idle.read(&mut first).await.unwrap();
+        assert!(String::from_utf8_lossy(&first[..n]).contains("GET /one []"));
+        // A request in progress when shutdown starts.
+        let mut busy = TcpStream::connect(at).await.unwrap();
+        busy.write_all(b"GET /slow HTTP/1.1\r\nHost: up\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopping = tokio::spawn(proxy.shutdown());
+
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), busy.read_to_end(&mut answer))
+            .await
+            .expect("the busy connection ends after its response")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("GET /slow []"), "{answer}");
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest))
+            .await
+            .expect("the idle connection is closed")
+            .unwrap();
+        assert!(rest.is_empty(), "nothing more on the idle connection");
+        tokio::time::timeout(Duration::from_secs(5), stopping)
+            .await
+            .expect("shutdown finished before the drain timeout")
+            .unwrap();
     })
     .await
     .expect("test finished in time");

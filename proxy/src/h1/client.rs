@@ -157,12 +157,19 @@ impl ClientConn {
             if length == BodyLength::Chunked {
                 self.write.clear();
                 encode::chunk_start(&mut self.write, data.len());
-                self.io.write_all(&self.write).await.map_err(io_sent)?;
-                self.io.write_all(&data).await.map_err(io_sent)?;
-                self.io
-                    .write_all(encode::CHUNK_END)
-                    .await
-                    .map_err(io_sent)?;
+                if data.len() <= INLINE_BODY {
+                    // A small chunk goes out in one write with its framing.
+                    self.write.extend_from_slice(&data);
+                    self.write.extend_from_slice(encode::CHUNK_END);
+                    self.io.write_all(&self.write).await.map_err(io_sent)?;
+                } else {
+                    self.io.write_all(&self.write).await.map_err(io_sent)?;
+                    self.io.write_all(&data).await.map_err(io_sent)?;
+                    self.io
+                        .write_all(encode::CHUNK_END)
+                        .await
+                        .map_err(io_sent)?;
+                }
             } else {
                 if exact.is_some_and(|n| sent > n) {
                     return Err(SendFailure::sent(H1Error::BadContentLength, true));
