@@ -25,7 +25,7 @@ pub fn error(status: StatusCode, reason: &'static str) -> Response<ProxyBody> {
 }
 
 /// Whether `name` is one of the standard hop-by-hop headers.
-fn is_hop_by_hop(name: &HeaderName) -> bool {
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::TRANSFER_ENCODING
         || name == header::UPGRADE

@@ -304,16 +304,10 @@ fn header_map(head: &Bytes, indices: &Indices) -> Result<(HeaderMap, Facts), H1E
 /// Headers about this connection only, which the codec consumes: they never
 /// reach the request path (which would strip them anyway, RFC 9110 §7.6.1),
 /// so a common `Connection: keep-alive` costs no map entry.
+/// (`Proxy-Authorization`, hop-by-hop too, is a credential and stays for
+/// the request path to decide on.)
 fn connection_level(name: &HeaderName) -> bool {
-    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-    static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-    name == header::CONNECTION
-        || name == header::TRANSFER_ENCODING
-        || name == header::TE
-        || name == header::TRAILER
-        || name == header::UPGRADE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
+    name != header::PROXY_AUTHORIZATION && crate::respond::is_hop_by_hop(name)
 }
 
 /// What a message's framing and connection headers say.
@@ -434,6 +428,16 @@ enum State {
     Done,
 }
 
+/// Up to `n` bytes from the front of `buf` (none there: `None`), and how
+/// many of the `n` are still to come.
+fn take(buf: &mut BytesMut, n: u64) -> Option<(Bytes, u64)> {
+    if buf.is_empty() {
+        return None;
+    }
+    let len = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+    Some((buf.split_to(len).freeze(), n - len as u64))
+}
+
 /// Takes a body out of a read buffer as its framing says.
 #[derive(Debug)]
 pub struct BodyDecoder {
@@ -470,17 +474,15 @@ impl BodyDecoder {
             match self.state {
                 State::Done => return Ok(Decoded::Done),
                 State::Length(n) => {
-                    if buf.is_empty() {
+                    let Some((data, rest)) = take(buf, n) else {
                         return Ok(Decoded::NeedMore);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    let rest = n - take as u64;
+                    };
                     self.state = if rest == 0 {
                         State::Done
                     } else {
                         State::Length(rest)
                     };
-                    return Ok(Decoded::Data(buf.split_to(take).freeze()));
+                    return Ok(Decoded::Data(data));
                 }
                 State::UntilClose => {
                     if buf.is_empty() {
@@ -504,17 +506,15 @@ impl BodyDecoder {
                     Err(_) => return Err(H1Error::BadChunk),
                 },
                 State::ChunkData(n) => {
-                    if buf.is_empty() {
+                    let Some((data, rest)) = take(buf, n) else {
                         return Ok(Decoded::NeedMore);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    let rest = n - take as u64;
+                    };
                     self.state = if rest == 0 {
                         State::ChunkDataEnd
                     } else {
                         State::ChunkData(rest)
                     };
-                    return Ok(Decoded::Data(buf.split_to(take).freeze()));
+                    return Ok(Decoded::Data(data));
                 }
                 State::ChunkDataEnd => {
                     if buf.len() < 2 {
