@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -39,8 +40,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use gitmesh_proxy_config::MtlsMode;
-
-use bytes::Bytes;
 
 use crate::body::ProxyBody;
 use crate::h1;
