@@ -14,14 +14,12 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::decode::{self, BodyDecoder, Decoded, Framing, H1Error, ResponseHead};
+use super::decode::{self, BodyDecoder, Decoded, Framing, H1Error, READ_CHUNK, ResponseHead};
 use super::encode::{self, BodyLength};
 use crate::body::ProxyBody;
 use crate::connect::{CountGuard, IdleConns};
 use crate::mtls::MeshStream;
 
-/// Bytes reserved in the read buffer before each read.
-const READ_CHUNK: usize = 8 * 1024;
 /// Bodies up to this size are written with their head in one write.
 const INLINE_BODY: usize = 16 * 1024;
 

@@ -14,6 +14,8 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 pub const MAX_HEADERS: usize = 100;
 /// Largest message head, in bytes.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Bytes reserved in a read buffer before each read.
+pub const READ_CHUNK: usize = 8 * 1024;
 /// Largest chunk-size line (size and extensions) or trailer section.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
@@ -291,12 +293,10 @@ fn header_map(head: &Bytes, indices: &Indices) -> Result<(HeaderMap, Facts), H1E
             headers.append(name, value);
         }
     }
-    if facts.connection_names_others {
-        // `Connection` lists other headers: kept, so that the proxy's
-        // hop-by-hop stripping removes those too.
-        for value in &facts.connection {
-            headers.append(header::CONNECTION, value.clone());
-        }
+    // `Connection` values that list other headers are kept, so that the
+    // proxy's hop-by-hop stripping removes those too.
+    for value in facts.naming_others.drain(..) {
+        headers.append(header::CONNECTION, value);
     }
     Ok((headers, facts))
 }
@@ -320,10 +320,9 @@ struct Facts {
     bad_length: bool,
     close: bool,
     keep_alive: bool,
-    /// `Connection` names more than `close` and `keep-alive`.
-    connection_names_others: bool,
-    /// The `Connection` values that name other headers.
-    connection: Vec<HeaderValue>,
+    /// The `Connection` values that name more than `close` and
+    /// `keep-alive` (rare: no allocation otherwise).
+    naming_others: Vec<HeaderValue>,
     /// `Expect` or `Upgrade` present.
     expect_or_upgrade: bool,
 }
@@ -354,8 +353,7 @@ impl Facts {
                 names_others |= !(close || keep_alive || token.is_empty());
             }
             if names_others {
-                self.connection_names_others = true;
-                self.connection.push(value.clone());
+                self.naming_others.push(value.clone());
             }
         } else if name == header::EXPECT || name == header::UPGRADE {
             self.expect_or_upgrade = true;

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::decode::{self, RequestLimits, RequestParse};
+use super::decode::{self, READ_CHUNK, RequestLimits, RequestParse};
 use super::encode::{self, BodyLength};
 use crate::body::ProxyBody;
 use crate::mtls::MeshStream;
@@ -39,8 +39,6 @@ use crate::peer::PeerIdentity;
 /// Largest request body the fast path reads whole before handling the
 /// request; larger ones stream through hyper.
 pub const MAX_INLINE_BODY: usize = 64 * 1024;
-/// Bytes reserved in the read buffer before each read.
-const READ_CHUNK: usize = 8 * 1024;
 /// Response bytes gathered before a write.
 const WRITE_BATCH: usize = 64 * 1024;
 
@@ -171,7 +169,11 @@ where
                 }
             }
         }
-        let body = ProxyBody::bytes(conn.read.split_to(body_length).freeze());
+        let body = if body_length == 0 {
+            ProxyBody::Empty
+        } else {
+            ProxyBody::Full(Some(conn.read.split_to(body_length).freeze()))
+        };
         let head_request = request.method() == Method::HEAD;
         let mut request = request.map(|()| body);
         if let Some(id) = &info.identity {
