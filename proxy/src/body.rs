@@ -8,11 +8,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::h1::client::ResponseBody;
 use crate::h1::decode::H1Error;
+use crate::h1::raw::RawHeaders;
 
 /// A request or response body as the proxy forwards it.
 #[derive(Debug, Default)]
@@ -87,6 +89,14 @@ impl ProxyBody {
         }
     }
 
+    /// An upstream's header lines not yet in the response's map.
+    pub fn raw_headers(&self) -> Option<&RawHeaders> {
+        match self {
+            ProxyBody::Upstream(UpstreamBody::H1(b)) => b.raw_headers(),
+            _ => None,
+        }
+    }
+
     /// A copy of a body that is held whole (empty or buffered), which can
     /// be sent again; `None` for a streamed one.
     pub fn try_clone(&self) -> Option<ProxyBody> {
@@ -95,6 +105,18 @@ impl ProxyBody {
             ProxyBody::Full(data) => Some(ProxyBody::Full(data.clone())),
             _ => None,
         }
+    }
+}
+
+/// Makes a response's header map whole: an upstream's raw header lines
+/// move into `headers`. Whoever reads or edits the headers of a response
+/// that may come from an upstream calls this first; only the HTTP/1.1
+/// fast path's writer relays the lines raw.
+pub fn materialize_headers(headers: &mut HeaderMap, body: &mut ProxyBody) {
+    if let ProxyBody::Upstream(UpstreamBody::H1(b)) = body
+        && let Some(raw) = b.take_raw_headers()
+    {
+        raw.append_to(headers);
     }
 }
 

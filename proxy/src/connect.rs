@@ -206,7 +206,7 @@ pub enum SendError {
 }
 
 struct IdleConn {
-    conn: ClientConn,
+    conn: Box<ClientConn>,
     since: Instant,
 }
 
@@ -230,7 +230,7 @@ impl IdleConns {
     }
 
     /// An idle connection that is still open, if any.
-    fn checkout(&self) -> Option<ClientConn> {
+    fn checkout(&self) -> Option<Box<ClientConn>> {
         let mut idle = self.lock();
         let now = Instant::now();
         if idle
@@ -248,7 +248,7 @@ impl IdleConns {
     }
 
     /// Puts a connection whose last response was read to the end back.
-    pub fn give_back(&self, conn: ClientConn) {
+    pub fn give_back(&self, conn: Box<ClientConn>) {
         let mut idle = self.lock();
         if idle.len() < MAX_IDLE_PER_ENDPOINT {
             idle.push(IdleConn {
@@ -307,8 +307,8 @@ impl UpstreamClient {
                 .await
             {
                 Ok((head, conn)) => {
-                    let body = ResponseBody::new(conn, head.framing, head.keep_alive, idle.clone());
-                    return Ok(head.response.map(|()| UpstreamBody::H1(body)));
+                    let (response, body) = ResponseBody::new(conn, head, idle.clone());
+                    return Ok(response.map(|()| UpstreamBody::H1(body)));
                 }
                 // A kept-alive connection the upstream had closed: a request
                 // that never left, or an idempotent one that got no answer,
@@ -331,7 +331,7 @@ impl UpstreamClient {
 
     /// Dials `authority` (and does the mTLS handshake when the upstream
     /// needs it).
-    async fn connect(&self, authority: &Authority) -> Result<ClientConn, SendError> {
+    async fn connect(&self, authority: &Authority) -> Result<Box<ClientConn>, SendError> {
         let connecting = CountGuard::new(self.counters.clone(), |c| &c.connecting);
         let addr = (authority.host(), authority.port_u16().unwrap_or(80));
         let dial = TcpStream::connect(addr);

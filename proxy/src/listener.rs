@@ -41,7 +41,7 @@ use tokio::task::JoinHandle;
 
 use gitmesh_proxy_config::MtlsMode;
 
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, materialize_headers};
 use crate::h1;
 use crate::h1::decode::RequestLimits;
 use crate::h1::server::{CloseReason, ConnInfo, Ended, MAX_INLINE_BODY, REQUEST_TIMEOUT};
@@ -326,7 +326,12 @@ where
                 req.extensions_mut().insert(id.clone());
             }
             let h = handler.clone();
-            async move { Ok::<_, Infallible>(h(req, peer).await) }
+            async move {
+                let (mut parts, mut body) = h(req, peer).await.into_parts();
+                // hyper writes the map only.
+                materialize_headers(&mut parts.headers, &mut body);
+                Ok::<_, Infallible>(Response::from_parts(parts, body))
+            }
         });
         let mid_request = Arc::new(AtomicBool::new(!read.is_empty()));
         let io = TrackedIo {

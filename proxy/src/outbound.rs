@@ -12,7 +12,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tokio::time::Instant;
 
 use crate::balance::hash64;
-use crate::body::ProxyBody;
+use crate::body::{ProxyBody, materialize_headers};
 use crate::clock::Clock;
 use crate::forward::{Failure, RequestBody, RequestHead, TryPolicy, forward};
 use crate::metrics::Metrics;
@@ -284,7 +284,12 @@ impl Outbound {
         };
 
         // Response filters, metrics, access log.
-        let (mut rparts, rbody) = response.into_parts();
+        let (mut rparts, mut rbody) = response.into_parts();
+        if !rule.response_headers.is_empty() {
+            materialize_headers(&mut rparts.headers, &mut rbody);
+        }
+        // (Raw upstream lines hold no hop-by-hop header: the codec took
+        // them out.)
         respond::strip_hop_by_hop(&mut rparts.headers);
         for edit in &rule.response_headers {
             edit.apply(&mut rparts.headers);

@@ -1,6 +1,8 @@
 //! gitmesh's own HTTP/1.1 client against a raw upstream that writes exact
 //! bytes: every way a response body can be delimited arrives whole, interim
-//! 1xx answers are skipped, and a broken answer becomes a counted 502.
+//! 1xx answers are skipped, a broken answer becomes a counted 502, and the
+//! upstream's header lines reach HTTP/1.1 and HTTP/2 callers whether they
+//! are relayed raw or edited by a filter.
 
 mod support;
 
@@ -36,6 +38,11 @@ fn answer(path: &str) -> (&'static [u8], bool) {
         "/cut-head" => (b"HTTP/1.1 200 OK\r\ncontent-le", true),
         "/cut-body" => (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort", true),
         "/echo-length" => (b"", false),
+        p if p.ends_with("/headers") => (
+            b"HTTP/1.1 200 OK\r\nServer: raw\r\nSet-Cookie: a=1\r\nConnection: keep-alive\r\n\
+              set-cookie: b=2\r\nX-Empty:\r\nX-Replace:  upstream \r\nContent-Length: 2\r\n\r\nok",
+            false,
+        ),
         _ => (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok", false),
     }
 }
@@ -193,6 +200,97 @@ async fn broken_answers_become_counted_502s() {
         }
         // And the proxy keeps serving.
         assert_eq!(get(&c, proxy.outbound_addr(), "up", "/").await.body, "ok");
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn upstream_header_lines_reach_every_caller() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (addr, _) = raw_upstream().await;
+        let proxy = start(config(json!({
+            "version": "c1", "service": "web",
+            "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}],
+                "routes": [{"name": "main", "rules": [
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/edited"}}],
+                     "filters": [{"type": "ResponseHeaderModifier",
+                                  "set": [{"name": "X-Replace", "value": "proxy"}],
+                                  "remove": ["server"]}],
+                     "backends": [{"service": "up"}]},
+                    {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                     "backends": [{"service": "up"}]}
+                ]}]}]
+        })))
+        .await;
+        let at = proxy.outbound_addr();
+
+        // The fast path relays the lines as they came, less the
+        // connection-level ones, with its own framing and a date.
+        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+        s.write_all(b"GET /headers HTTP/1.1\r\nHost: up\r\n\r\n")
+            .await
+            .unwrap();
+        let mut wire = Vec::new();
+        while !wire.ends_with(b"\r\n\r\nok") {
+            let mut chunk = [0u8; 1024];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&wire));
+            wire.extend_from_slice(&chunk[..n]);
+        }
+        let wire = String::from_utf8(wire).unwrap();
+        for line in [
+            "Server: raw\r\n",
+            "Set-Cookie: a=1\r\n",
+            "set-cookie: b=2\r\n",
+            "X-Empty:\r\n",
+            "X-Replace:  upstream \r\n",
+            "content-length: 2\r\n",
+            "date: ",
+        ] {
+            assert!(wire.contains(line), "{line:?} in\n{wire}");
+        }
+        assert!(!wire.to_ascii_lowercase().contains("connection:"), "{wire}");
+        assert_eq!(wire.matches("ontent-").count(), 1, "{wire}");
+
+        // hyper's callers, HTTP/1.1 and h2c (which names the service in
+        // :authority), get the same fields, and a filter edits them.
+        let tcp = tokio::net::TcpStream::connect(at).await.unwrap();
+        let (mut h2, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let h1 = client();
+        for path in ["/headers", "/edited/headers"] {
+            let r1 = get(&h1, at, "up", path).await;
+            let req = Request::get(format!("http://up{path}"))
+                .body(Full::<Bytes>::default())
+                .unwrap();
+            let r2 = h2.send_request(req).await.unwrap();
+            assert_eq!(r2.version(), http::Version::HTTP_2);
+            let headers2 = r2.headers().clone();
+            let body2 = http_body_util::BodyExt::collect(r2.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            for (headers, body) in [(&r1.headers, r1.body.as_bytes()), (&headers2, &body2[..])] {
+                assert_eq!(body, b"ok", "{path}");
+                assert_eq!(headers.get_all("set-cookie").iter().count(), 2, "{path}");
+                assert_eq!(headers["x-empty"], "", "{path}");
+                assert!(headers.get("connection").is_none(), "{path}");
+                if path == "/headers" {
+                    assert_eq!(headers["server"], "raw");
+                    assert_eq!(headers["x-replace"], "upstream");
+                } else {
+                    assert!(headers.get("server").is_none());
+                    assert_eq!(headers.get_all("x-replace").iter().count(), 1);
+                    assert_eq!(headers["x-replace"], "proxy");
+                }
+            }
+        }
     })
     .await
     .expect("test finished in time");

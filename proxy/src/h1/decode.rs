@@ -10,6 +10,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 
+use super::raw::RawHeaders;
+
 /// Most header fields in one message head (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
 /// Largest message head, in bytes.
@@ -55,7 +57,11 @@ pub enum Framing {
 /// A parsed response head.
 #[derive(Debug)]
 pub struct ResponseHead {
+    /// Status and version; its headers are empty when they are in `raw`.
     pub response: Response<()>,
+    /// The end-to-end header lines as they came (the usual case), for the
+    /// proxy to relay as they are or turn into a map when it needs one.
+    pub raw: Option<RawHeaders>,
     pub framing: Framing,
     /// Whether the connection may carry another request after this one.
     pub keep_alive: bool,
@@ -143,7 +149,13 @@ pub fn parse_response(
     };
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| H1Error::Parse(httparse::Error::Status))?;
-    let (headers, facts) = header_map(&head, &indices)?;
+    let (raw, headers, facts) = match raw_headers(&head, &indices) {
+        Some((raw, facts)) => (Some(raw), HeaderMap::new(), facts),
+        None => {
+            let (headers, facts) = header_map(&head, &indices)?;
+            (None, headers, facts)
+        }
+    };
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Err(H1Error::UnexpectedUpgrade);
     }
@@ -167,6 +179,7 @@ pub fn parse_response(
     *response.headers_mut() = headers;
     Ok(Some(ResponseHead {
         response,
+        raw,
         framing,
         keep_alive,
     }))
@@ -280,34 +293,111 @@ fn header_map(head: &Bytes, indices: &Indices) -> Result<(HeaderMap, Facts), H1E
     let mut headers = HeaderMap::with_capacity(indices.len);
     let mut facts = Facts::default();
     for i in indices.iter() {
-        let (name, value) = (
-            i.name.0 as usize..i.name.1 as usize,
-            i.value.0 as usize..i.value.1 as usize,
-        );
-        let name = HeaderName::from_bytes(&head[name])
-            .map_err(|_| H1Error::Parse(httparse::Error::HeaderName))?;
+        let name = &head[i.name.0 as usize..i.name.1 as usize];
+        let value = i.value.0 as usize..i.value.1 as usize;
+        let kind = Kind::of(name);
+        let names_others = facts.observe(kind, &head[value.clone()]);
+        // `Connection` values that list other headers are kept, so that
+        // the proxy's hop-by-hop stripping removes those too.
+        if kind.connection_level() && !names_others {
+            continue;
+        }
+        let name = match kind.name() {
+            Some(known) => known,
+            None => HeaderName::from_bytes(name)
+                .map_err(|_| H1Error::Parse(httparse::Error::HeaderName))?,
+        };
         let value = HeaderValue::from_maybe_shared(head.slice(value))
             .map_err(|_| H1Error::Parse(httparse::Error::HeaderValue))?;
-        facts.observe(&name, &value);
-        if !connection_level(&name) {
-            headers.append(name, value);
-        }
-    }
-    // `Connection` values that list other headers are kept, so that the
-    // proxy's hop-by-hop stripping removes those too.
-    for value in facts.naming_others.drain(..) {
-        headers.append(header::CONNECTION, value);
+        headers.append(name, value);
     }
     Ok((headers, facts))
 }
 
-/// Headers about this connection only, which the codec consumes: they never
-/// reach the request path (which would strip them anyway, RFC 9110 §7.6.1),
-/// so a common `Connection: keep-alive` costs no map entry.
-/// (`Proxy-Authorization`, hop-by-hop too, is a credential and stays for
-/// the request path to decide on.)
-fn connection_level(name: &HeaderName) -> bool {
-    name != header::PROXY_AUTHORIZATION && crate::respond::is_hop_by_hop(name)
+/// A response head's end-to-end lines kept raw (see [`RawHeaders`]), and
+/// what its framing and connection headers say; `None` when the head needs
+/// a map (a `Connection` header naming others, a bare-LF line, lines too
+/// scattered), and then the caller builds one.
+fn raw_headers(head: &Bytes, indices: &Indices) -> Option<(RawHeaders, Facts)> {
+    let mut raw = RawHeaders::new(head.clone());
+    let mut facts = Facts::default();
+    for i in indices.iter() {
+        let kind = Kind::of(&head[i.name.0 as usize..i.name.1 as usize]);
+        if facts.observe(kind, &head[i.value.0 as usize..i.value.1 as usize]) {
+            return None;
+        }
+        match kind {
+            Kind::ContentLength => continue,
+            Kind::Date => raw.set_has_date(),
+            _ if kind.connection_level() => continue,
+            _ => {}
+        }
+        if !raw.keep(i.name.0 as usize, i.value.1 as usize) {
+            return None;
+        }
+    }
+    raw.set_content_length(facts.content_length);
+    Some((raw, facts))
+}
+
+/// What the codec makes of a header field by its name alone (compared as
+/// bytes, ignoring case: cheaper than building a `HeaderName` first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    /// `te`, `trailer`, `keep-alive`, `proxy-connection`.
+    OtherConnectionLevel,
+    Expect,
+    Date,
+    Other,
+}
+
+impl Kind {
+    fn of(name: &[u8]) -> Kind {
+        let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
+        match name.len() {
+            2 if is("te") => Kind::OtherConnectionLevel,
+            4 if is("date") => Kind::Date,
+            6 if is("expect") => Kind::Expect,
+            7 if is("upgrade") => Kind::Upgrade,
+            7 if is("trailer") => Kind::OtherConnectionLevel,
+            10 if is("connection") => Kind::Connection,
+            10 if is("keep-alive") => Kind::OtherConnectionLevel,
+            14 if is("content-length") => Kind::ContentLength,
+            16 if is("proxy-connection") => Kind::OtherConnectionLevel,
+            17 if is("transfer-encoding") => Kind::TransferEncoding,
+            _ => Kind::Other,
+        }
+    }
+
+    /// Headers about this connection only, which the codec consumes: they
+    /// never reach the request path (which would strip them anyway, RFC
+    /// 9110 §7.6.1), so a common `Connection: keep-alive` costs no map
+    /// entry. They are the proxy's hop-by-hop headers
+    /// ([`crate::respond::is_hop_by_hop`]) but `Proxy-Authorization`, a
+    /// credential the request path decides on.
+    fn connection_level(self) -> bool {
+        matches!(
+            self,
+            Kind::TransferEncoding | Kind::Connection | Kind::Upgrade | Kind::OtherConnectionLevel
+        )
+    }
+
+    /// The standard name of a kind that has exactly one.
+    fn name(self) -> Option<HeaderName> {
+        Some(match self {
+            Kind::ContentLength => header::CONTENT_LENGTH,
+            Kind::TransferEncoding => header::TRANSFER_ENCODING,
+            Kind::Connection => header::CONNECTION,
+            Kind::Upgrade => header::UPGRADE,
+            Kind::Expect => header::EXPECT,
+            Kind::Date => header::DATE,
+            Kind::OtherConnectionLevel | Kind::Other => return None,
+        })
+    }
 }
 
 /// What a message's framing and connection headers say.
@@ -320,44 +410,45 @@ struct Facts {
     bad_length: bool,
     close: bool,
     keep_alive: bool,
-    /// The `Connection` values that name more than `close` and
-    /// `keep-alive` (rare: no allocation otherwise).
-    naming_others: Vec<HeaderValue>,
     /// `Expect` or `Upgrade` present.
     expect_or_upgrade: bool,
 }
 
 impl Facts {
-    fn observe(&mut self, name: &HeaderName, value: &HeaderValue) {
-        let raw = value.as_bytes();
+    /// Notes a field of `kind` with value `raw`. `true`: a `Connection`
+    /// value that names headers besides `close` and `keep-alive`.
+    fn observe(&mut self, kind: Kind, raw: &[u8]) -> bool {
         let tokens = || raw.split(|b| *b == b',').map(<[u8]>::trim_ascii);
-        if name == header::CONTENT_LENGTH {
-            for part in tokens() {
-                match parse_length(part) {
-                    Some(n) if self.content_length.is_none_or(|l| l == n) => {
-                        self.content_length = Some(n);
+        match kind {
+            Kind::ContentLength => {
+                for part in tokens() {
+                    match parse_length(part) {
+                        Some(n) if self.content_length.is_none_or(|l| l == n) => {
+                            self.content_length = Some(n);
+                        }
+                        _ => self.bad_length = true,
                     }
-                    _ => self.bad_length = true,
                 }
             }
-        } else if name == header::TRANSFER_ENCODING {
-            let last = tokens().next_back().unwrap_or(b"");
-            self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION {
-            let mut names_others = false;
-            for token in tokens() {
-                let close = token.eq_ignore_ascii_case(b"close");
-                let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
-                self.close |= close;
-                self.keep_alive |= keep_alive;
-                names_others |= !(close || keep_alive || token.is_empty());
+            Kind::TransferEncoding => {
+                let last = tokens().next_back().unwrap_or(b"");
+                self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
-            if names_others {
-                self.naming_others.push(value.clone());
+            Kind::Connection => {
+                let mut names_others = false;
+                for token in tokens() {
+                    let close = token.eq_ignore_ascii_case(b"close");
+                    let keep_alive = token.eq_ignore_ascii_case(b"keep-alive");
+                    self.close |= close;
+                    self.keep_alive |= keep_alive;
+                    names_others |= !(close || keep_alive || token.is_empty());
+                }
+                return names_others;
             }
-        } else if name == header::EXPECT || name == header::UPGRADE {
-            self.expect_or_upgrade = true;
+            Kind::Expect | Kind::Upgrade => self.expect_or_upgrade = true,
+            Kind::OtherConnectionLevel | Kind::Date | Kind::Other => {}
         }
+        false
     }
 
     /// The body's framing (RFC 9112 §6.3): chunked when it is the final
@@ -567,6 +658,15 @@ mod tests {
         parse_response(&mut BytesMut::from(raw), &method)
     }
 
+    /// A response head's headers as one map, raw lines included.
+    fn headers(head: &ResponseHead) -> HeaderMap {
+        let mut map = head.response.headers().clone();
+        if let Some(raw) = head.raw.clone() {
+            raw.append_to(&mut map);
+        }
+        map
+    }
+
     /// Decodes all of `raw` fed in pieces of `step` bytes.
     fn decode_all(framing: Framing, raw: &[u8], step: usize) -> Result<(Vec<u8>, bool), H1Error> {
         let mut d = BodyDecoder::new(framing);
@@ -599,8 +699,10 @@ mod tests {
         assert_eq!(head.response.status(), 200);
         assert_eq!(head.framing, Framing::Length(6));
         assert!(head.keep_alive);
-        let h = head.response.headers();
+        assert!(head.raw.is_some(), "the usual head stays raw");
+        let h = headers(&head);
         assert_eq!(h["server"], "nginx");
+        assert_eq!(h["content-length"], "6");
         assert_eq!(h.get_all("x-a").iter().count(), 2);
         assert_eq!(&buf[..], b"hello\n", "the body stays in the buffer");
     }
@@ -613,8 +715,8 @@ mod tests {
         }
         raw.push_str("content-length: 0\r\n\r\n");
         let head = parse(&raw, Method::GET).unwrap().unwrap();
-        assert_eq!(head.response.headers().len(), 41);
-        assert_eq!(head.response.headers()["x-h39"], "v39");
+        assert_eq!(headers(&head).len(), 41);
+        assert_eq!(headers(&head)["x-h39"], "v39");
         let too_many = raw.replace("content-length: 0\r\n", &"x: y\r\n".repeat(MAX_HEADERS));
         assert!(matches!(
             parse(&too_many, Method::GET),
@@ -705,6 +807,47 @@ mod tests {
     }
 
     #[test]
+    fn connection_level_kinds_are_the_proxys_hop_by_hop_headers_but_credentials() {
+        for name in [
+            "connection",
+            "Transfer-Encoding",
+            "upgrade",
+            "TE",
+            "trailer",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authorization",
+            "content-length",
+            "date",
+            "expect",
+            "x-connection",
+            "host",
+        ] {
+            let header = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            let hop =
+                crate::respond::is_hop_by_hop(&header) && header != header::PROXY_AUTHORIZATION;
+            let kind = Kind::of(name.as_bytes());
+            assert_eq!(kind.connection_level(), hop, "{name}");
+            if let Some(known) = kind.name() {
+                assert_eq!(known, header, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_head_with_bare_newlines_is_read_into_a_map() {
+        let head = parse(
+            "HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 0\n\n",
+            Method::GET,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(head.raw.is_none());
+        assert_eq!(head.response.headers()["x-a"], "1");
+        assert_eq!(head.framing, Framing::Length(0));
+    }
+
+    #[test]
     fn connection_level_headers_stay_in_the_codec() {
         let head = parse(
             "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\
@@ -713,8 +856,12 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let names: Vec<_> = head.response.headers().keys().map(|k| k.as_str()).collect();
+        let map = headers(&head);
+        let names: Vec<_> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-end"]);
+        let mut lines = Vec::new();
+        head.raw.as_ref().unwrap().write(&mut lines);
+        assert_eq!(lines, b"X-End: 1\r\n");
         assert_eq!(head.framing, Framing::Chunked);
         // A Connection header naming other headers is kept, for the proxy's
         // hop-by-hop stripping to act on.
@@ -724,6 +871,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
+        assert!(head.raw.is_none(), "a map, for the stripping to act on");
         assert_eq!(head.response.headers()["connection"], "close, x-secret");
         assert!(!head.keep_alive);
     }
@@ -820,7 +968,7 @@ mod tests {
     fn facts(h: &HeaderMap) -> Facts {
         let mut f = Facts::default();
         for (name, value) in h {
-            f.observe(name, value);
+            f.observe(Kind::of(name.as_str().as_bytes()), value.as_bytes());
         }
         f
     }

@@ -8,6 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, Method, StatusCode, header};
 
+use super::raw::RawHeaders;
+
 /// How a request body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BodyLength {
@@ -58,15 +60,16 @@ pub fn request_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// Appends `HTTP/1.1 status reason`, the headers and the framing header
-/// for `length`. `None`: a response without a body (to HEAD, or 1xx, 204,
-/// 304), whose headers go out as they are (a HEAD answer keeps its
-/// `content-length`). A `date` header is added when there is none, as
-/// hyper's server does.
+/// Appends `HTTP/1.1 status reason`, the headers (those in the map, then
+/// an upstream's `raw` lines) and the framing header for `length`. `None`:
+/// a response without a body (to HEAD, or 1xx, 204, 304), whose headers go
+/// out as they are (a HEAD answer keeps its `content-length`). A `date`
+/// header is added when there is none, as hyper's server does.
 pub fn response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     headers: &HeaderMap,
+    raw: Option<&RawHeaders>,
     length: Option<BodyLength>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -84,7 +87,17 @@ pub fn response_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if !headers.contains_key(header::DATE) {
+    let mut has_date = false;
+    let mut length = length;
+    if let Some(raw) = raw {
+        raw.write(out);
+        has_date = raw.has_date();
+        if length.is_none() {
+            // The map's `content-length` would have gone out as it is.
+            length = raw.content_length().map(BodyLength::Known);
+        }
+    }
+    if !has_date && (headers.is_empty() || !headers.contains_key(header::DATE)) {
         out.extend_from_slice(b"date: ");
         http_date(out);
         out.extend_from_slice(b"\r\n");
@@ -194,7 +207,13 @@ mod tests {
             HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
         );
         let mut out = Vec::new();
-        response_head(&mut out, StatusCode::OK, &h, Some(BodyLength::Known(2)));
+        response_head(
+            &mut out,
+            StatusCode::OK,
+            &h,
+            None,
+            Some(BodyLength::Known(2)),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 1970 00:00:00 GMT\r\ncontent-length: 2\r\n\r\n"
@@ -202,13 +221,44 @@ mod tests {
         // No body: the headers as they are; a date is added.
         let mut out = Vec::new();
         h.remove(header::DATE);
-        response_head(&mut out, StatusCode::NOT_FOUND, &h, None);
+        response_head(&mut out, StatusCode::NOT_FOUND, &h, None, None);
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.starts_with("HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\ndate: "),
             "{text}"
         );
         assert!(text.ends_with(" GMT\r\n\r\n"), "{text}");
+    }
+
+    #[test]
+    fn response_heads_with_raw_upstream_lines() {
+        let upstream = "HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 5\r\nDate: X\r\n\r\n";
+        let head = crate::h1::decode::parse_response(&mut upstream.into(), &Method::GET)
+            .unwrap()
+            .unwrap();
+        let raw = head.raw.as_ref();
+        let mut map = HeaderMap::new();
+        map.insert("x-added", HeaderValue::from_static("1"));
+        let mut out = Vec::new();
+        response_head(
+            &mut out,
+            StatusCode::OK,
+            &map,
+            raw,
+            Some(BodyLength::Chunked),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nx-added: 1\r\nServer: up\r\nDate: X\r\n\
+             transfer-encoding: chunked\r\n\r\n"
+        );
+        // Without a body (the answer to HEAD), the upstream's length.
+        let mut out = Vec::new();
+        response_head(&mut out, StatusCode::OK, &HeaderMap::new(), raw, None);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nServer: up\r\nDate: X\r\ncontent-length: 5\r\n\r\n"
+        );
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //! - [`decode`]: a message head parsed with `httparse` into `http` types
 //!   (values share the read buffer), the body's framing (RFC 9112 §6.3) and
 //!   a body decoder (content-length, chunked, until close);
-//! - [`encode`]: request heads and chunked framing;
+//! - [`raw`]: a response's end-to-end header lines kept as they came, so a
+//!   response no filter edits is relayed without an `http::HeaderMap`
+//!   (turned into one where the proxy reads or edits headers, or hyper
+//!   writes them);
+//! - [`encode`]: request and response heads and chunked framing;
 //! - [`client`]: one upstream connection that sends a request and reads the
 //!   response, its body streamed by [`client::ResponseBody`] and the
 //!   connection handed back to the endpoint's idle pool at the body's end;
@@ -24,4 +28,5 @@
 pub mod client;
 pub mod decode;
 pub mod encode;
+pub mod raw;
 pub mod server;

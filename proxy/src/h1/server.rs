@@ -231,7 +231,13 @@ impl Conn {
             None => BodyLength::Chunked,
         });
         self.write.clear();
-        encode::response_head(&mut self.write, status, &parts.headers, length);
+        encode::response_head(
+            &mut self.write,
+            status,
+            &parts.headers,
+            body.raw_headers(),
+            length,
+        );
         let Some(length) = length else {
             return self.io.write_all(&self.write).await;
         };
