@@ -26,7 +26,7 @@ mod enroll;
 mod error;
 mod fault;
 mod forward;
-mod h1;
+pub mod h1;
 mod health;
 mod inbound;
 mod listener;

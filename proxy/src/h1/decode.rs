@@ -2,7 +2,7 @@
 //! body that follows (RFC 9112 §6.3), and a decoder that takes the body out
 //! of the read buffer piece by piece without copying it.
 //!
-//! Pure functions over a buffer: the IO lives in [`super::client`].
+//! Pure functions over a buffer: the IO lives in `super::client`.
 
 use std::mem::MaybeUninit;
 

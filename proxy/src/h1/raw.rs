@@ -7,7 +7,7 @@
 //! connection-level headers and `content-length` (the writer states the
 //! framing itself). Whoever reads or edits a response's headers turns the
 //! lines into a map first ([`RawHeaders::append_to`], through
-//! [`crate::body::materialize_headers`]); the HTTP/1.1 fast path writes them
+//! `crate::body::materialize_headers`); the HTTP/1.1 fast path writes them
 //! as they are ([`RawHeaders::write`]).
 
 use bytes::Bytes;
