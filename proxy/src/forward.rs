@@ -111,7 +111,8 @@ pub struct RequestHead {
     pub method: Method,
     pub path_and_query: PathAndQuery,
     pub headers: HeaderMap,
-    /// The authority the caller used (service name), for `Host` on HTTP/1.1.
+    /// The authority the caller used (service name), for `Host` on
+    /// HTTP/1.1 when the headers have none; `None` when they surely do.
     pub authority: Option<HeaderValue>,
 }
 

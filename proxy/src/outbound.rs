@@ -176,10 +176,14 @@ impl Outbound {
             )));
         };
 
-        // Request filters.
+        // Request filters. `authority` is the name the caller used, for a
+        // `Host` header should the request have none by the time it leaves:
+        // needed in absolute form, or when a filter could remove `Host`
+        // (an origin-form request without edits keeps the `Host` it has).
         let mut authority = match parts.uri.authority() {
             Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-            None => parts.headers.get(header::HOST).cloned(),
+            None if !rule.request_headers.is_empty() => parts.headers.get(header::HOST).cloned(),
+            None => None,
         };
         let mut path_and_query = parts
             .uri

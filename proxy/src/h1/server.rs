@@ -118,12 +118,16 @@ where
             let idle = conn.read.is_empty();
             conn.read.reserve(READ_CHUNK);
             tokio::select! {
+                // The read first: once bytes arrived, the other two are
+                // not polled again (each poll of the shutdown wait takes a
+                // lock); a request racing shutdown is served, as one in
+                // progress is.
                 biased;
-                _ = &mut stopping, if idle => return Ended::Closed,
                 read = conn.io.read_buf(&mut conn.read) => match read {
                     Ok(0) | Err(_) => return Ended::Closed,
                     Ok(_) => {}
                 },
+                _ = &mut stopping, if idle => return Ended::Closed,
                 () = &mut timer => {
                     if Instant::now() < due {
                         // Armed for an earlier request: move it on.
