@@ -278,20 +278,39 @@ impl UpstreamClient {
         req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if self.key.http2 {
-            return match self.client.request(req).await {
+            // Boxed: hyper's request future is large, and callers that
+            // also hold the HTTP/1.1 send would carry (and copy) it.
+            return match Box::pin(self.client.request(req)).await {
                 Ok(r) => Ok(r.map(UpstreamBody::H2)),
                 Err(e) if e.is_connect() => Err(SendError::Connect),
                 Err(_) => Err(SendError::Reset),
             };
         }
-        let (mut parts, body) = req.into_parts();
-        if !parts.headers.contains_key(header::HOST)
-            && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
-        {
-            parts.headers.insert(header::HOST, v);
-        }
+        let (parts, body) = req.into_parts();
         // HTTP/1.1 to an origin server: origin-form request target.
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        self.send_h1(authority, idle, &parts.method, target, parts.headers, body)
+            .await
+    }
+
+    /// Sends an HTTP/1.1 request (`target` in origin form) over one of
+    /// `idle`'s connections to `authority`, or a new one, without building
+    /// an `http::Request` (the try loop holds the request's parts already).
+    /// A request without `Host` gets the endpoint's address.
+    pub async fn send_h1(
+        &self,
+        authority: &Authority,
+        idle: &Arc<IdleConns>,
+        method: &Method,
+        target: &str,
+        mut headers: http::HeaderMap,
+        body: ProxyBody,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        if !headers.contains_key(header::HOST)
+            && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
+        {
+            headers.insert(header::HOST, v);
+        }
         let resend = body.try_clone();
         let mut body = Some(body);
         loop {
@@ -302,10 +321,7 @@ impl UpstreamClient {
                 None => (Box::pin(self.connect(authority)).await?, false),
             };
             let this_try = body.take().unwrap_or_default();
-            match conn
-                .send(&parts.method, target, &parts.headers, this_try)
-                .await
-            {
+            match conn.send(method, target, &headers, this_try).await {
                 Ok((head, conn)) => {
                     let (response, body) = ResponseBody::new(conn, head, idle.clone());
                     return Ok(response.map(|()| UpstreamBody::H1(body)));
@@ -315,7 +331,7 @@ impl UpstreamClient {
                 // goes again on a fresh connection.
                 Err(f)
                     if reused
-                        && (f.unsent || (f.nothing_received && idempotent(&parts.method)))
+                        && (f.unsent || (f.nothing_received && idempotent(method)))
                         && resend.is_some() =>
                 {
                     tracing::debug!(error = %f.error, upstream = %authority, "kept-alive connection closed; sending again on a new one");

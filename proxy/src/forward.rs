@@ -158,55 +158,73 @@ pub struct TryPolicy<'a> {
     pub clock: Clock,
 }
 
-/// The request of one try: HTTP/2 gets an absolute URI (`:authority` is the
-/// endpoint), HTTP/1.1 the origin form and a `Host` header (the name the
-/// caller used, else the endpoint's address, added by the sender).
-fn build_request(
-    pool: &Pool,
+/// The HTTP/2 request of one try: an absolute URI (`:authority` is the
+/// endpoint) and no `Host` header.
+fn h2_request(
     authority: &Authority,
     head: &RequestHead,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     body: ProxyBody,
 ) -> Request<ProxyBody> {
+    headers.remove(header::HOST);
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query = Some(head.path_and_query.clone());
     let mut req = Request::new(body);
     *req.method_mut() = head.method.clone();
+    *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
+    *req.version_mut() = Version::HTTP_2;
     *req.headers_mut() = headers;
-    if pool.service.client.key.http2 {
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
-        parts.authority = Some(authority.clone());
-        parts.path_and_query = Some(head.path_and_query.clone());
-        *req.uri_mut() = Uri::from_parts(parts).expect("scheme, authority and path make a URI");
-        *req.version_mut() = Version::HTTP_2;
-        req.headers_mut().remove(header::HOST);
-    } else {
-        *req.uri_mut() = Uri::from(head.path_and_query.clone());
-        *req.version_mut() = Version::HTTP_11;
-        if let Some(a) = &head.authority
-            && !req.headers().contains_key(header::HOST)
-        {
-            req.headers_mut().insert(header::HOST, a.clone());
-        }
-    }
     req
 }
 
-/// One try to one endpoint.
+/// One try to one endpoint: `head` with this try's `headers` and `body`.
+/// HTTP/1.1 goes in origin form with a `Host` header (the name the caller
+/// used, else the endpoint's address, added by the sender), straight from
+/// the parts; HTTP/2 as an `http::Request`.
 async fn try_once(
     pool: &Pool,
     endpoint: &EndpointState,
-    req: Request<ProxyBody>,
+    head: &RequestHead,
+    headers: HeaderMap,
+    body: ProxyBody,
     per_try_timeout: Option<Duration>,
 ) -> Result<Response<UpstreamBody>, TryOutcome> {
-    let fut = pool
-        .service
-        .client
-        .send(&endpoint.authority, &endpoint.conns, req);
-    let result = match per_try_timeout {
-        Some(d) => tokio::time::timeout(d, fut)
-            .await
-            .map_err(|_| TryOutcome::PerTryTimeout)?,
-        None => fut.await,
+    let client = &pool.service.client;
+    // Each branch awaits its own future (an async block around both would
+    // cost more in moves than the request it saves building).
+    let result = if client.key.http2 {
+        let req = h2_request(&endpoint.authority, head, headers, body);
+        let fut = client.send(&endpoint.authority, &endpoint.conns, req);
+        match per_try_timeout {
+            Some(d) => tokio::time::timeout(d, fut)
+                .await
+                .map_err(|_| TryOutcome::PerTryTimeout)?,
+            None => fut.await,
+        }
+    } else {
+        let mut headers = headers;
+        if let Some(a) = &head.authority
+            && !headers.contains_key(header::HOST)
+        {
+            headers.insert(header::HOST, a.clone());
+        }
+        let target = head.path_and_query.as_str();
+        let fut = client.send_h1(
+            &endpoint.authority,
+            &endpoint.conns,
+            &head.method,
+            target,
+            headers,
+            body,
+        );
+        match per_try_timeout {
+            Some(d) => tokio::time::timeout(d, fut)
+                .await
+                .map_err(|_| TryOutcome::PerTryTimeout)?,
+            None => fut.await,
+        }
     };
     result.map_err(|e| match e {
         SendError::Connect => TryOutcome::ConnectFailure,
@@ -257,10 +275,9 @@ pub async fn forward(
                 streaming.take().unwrap_or(ProxyBody::Empty),
             ),
         };
-        let req = build_request(pool, &endpoint.authority, &head, headers, body);
         let result = {
             let _in_flight = endpoint.start_request();
-            try_once(pool, endpoint, req, policy.per_try_timeout).await
+            try_once(pool, endpoint, &head, headers, body, policy.per_try_timeout).await
         };
         let outcome = match &result {
             Ok(r) => TryOutcome::Status(r.status()),
@@ -303,15 +320,16 @@ pub async fn send_once(
     timeout: Duration,
 ) -> Result<StatusCode, TryOutcome> {
     let endpoint = &pool.endpoints[endpoint];
-    let req = build_request(
+    let _in_flight = endpoint.start_request();
+    let response = try_once(
         pool,
-        &endpoint.authority,
+        endpoint,
         head,
         head.headers.clone(),
         ProxyBody::bytes(body),
-    );
-    let _in_flight = endpoint.start_request();
-    let response = try_once(pool, endpoint, req, Some(timeout)).await?;
+        Some(timeout),
+    )
+    .await?;
     let status = response.status();
     // Drain the body so the connection can return to the pool.
     let drain = http_body_util::BodyExt::collect(response.into_body());
