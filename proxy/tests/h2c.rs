@@ -33,16 +33,7 @@ async fn h2c_request_passes_through() {
 
         // A gRPC-style client dials the proxy but names the service in
         // :authority: one h2c connection, requests for http://api/.
-        let tcp = tokio::net::TcpStream::connect(proxy.outbound_addr())
-            .await
-            .unwrap();
-        let (mut sender, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut sender = h2_connection(proxy.outbound_addr()).await;
         for _ in 0..3 {
             let req = http::Request::get("http://api/hello")
                 .body(http_body_util::Full::<bytes::Bytes>::default())

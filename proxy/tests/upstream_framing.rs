@@ -255,14 +255,7 @@ async fn upstream_header_lines_reach_every_caller() {
 
         // hyper's callers, HTTP/1.1 and h2c (which names the service in
         // :authority), get the same fields, and a filter edits them.
-        let tcp = tokio::net::TcpStream::connect(at).await.unwrap();
-        let (mut h2, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tcp),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
+        let mut h2 = h2_connection(at).await;
         let h1 = client();
         for path in ["/headers", "/edited/headers"] {
             let r1 = get(&h1, at, "up", path).await;

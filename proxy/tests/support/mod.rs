@@ -127,6 +127,20 @@ pub fn h2_client() -> TestClient {
         .build_http()
 }
 
+/// One h2c (prior knowledge) connection to `addr`, on which requests name
+/// the service in `:authority` (`http://<service>/path`), as gRPC clients do.
+pub async fn h2_connection(
+    addr: SocketAddr,
+) -> hyper::client::conn::http2::SendRequest<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
