@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
+use tokio_util::either::Either;
 
 use crate::body::{ProxyBody, UpstreamBody};
 use crate::clock::Clock;
@@ -192,17 +193,12 @@ async fn try_once(
     per_try_timeout: Option<Duration>,
 ) -> Result<Response<UpstreamBody>, TryOutcome> {
     let client = &pool.service.client;
-    // Each branch awaits its own future (an async block around both would
-    // cost more in moves than the request it saves building).
-    let result = if client.key.http2 {
+    // One future of either protocol (an enum, not an `async` block around
+    // both, whose own state would cost more in moves than the request
+    // this saves building).
+    let fut = if client.key.http2 {
         let req = h2_request(&endpoint.authority, head, headers, body);
-        let fut = client.send(&endpoint.authority, &endpoint.conns, req);
-        match per_try_timeout {
-            Some(d) => tokio::time::timeout(d, fut)
-                .await
-                .map_err(|_| TryOutcome::PerTryTimeout)?,
-            None => fut.await,
-        }
+        Either::Left(client.send(&endpoint.authority, &endpoint.conns, req))
     } else {
         let mut headers = headers;
         if let Some(a) = &head.authority
@@ -211,20 +207,20 @@ async fn try_once(
             headers.insert(header::HOST, a.clone());
         }
         let target = head.path_and_query.as_str();
-        let fut = client.send_h1(
+        Either::Right(client.send_h1(
             &endpoint.authority,
             &endpoint.conns,
             &head.method,
             target,
             headers,
             body,
-        );
-        match per_try_timeout {
-            Some(d) => tokio::time::timeout(d, fut)
-                .await
-                .map_err(|_| TryOutcome::PerTryTimeout)?,
-            None => fut.await,
-        }
+        ))
+    };
+    let result = match per_try_timeout {
+        Some(d) => tokio::time::timeout(d, fut)
+            .await
+            .map_err(|_| TryOutcome::PerTryTimeout)?,
+        None => fut.await,
     };
     result.map_err(|e| match e {
         SendError::Connect => TryOutcome::ConnectFailure,
