@@ -383,3 +383,63 @@ impl UpstreamClient {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// An upstream that answers 413 as soon as it has the request head and
+    /// closes with the body unread (so the kernel resets the connection
+    /// and the rest of the body cannot be written).
+    async fn early_413() -> Authority {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                let mut chunk = [0u8; 4096];
+                let n = s.read(&mut chunk).await.unwrap();
+                seen.extend_from_slice(&chunk[..n]);
+            }
+            s.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo big!")
+                .await
+                .unwrap();
+        });
+        addr.to_string().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_upstreams_early_answer_beats_the_failed_body_write() {
+        let authority = early_413().await;
+        let client = UpstreamClient::new(ClientKey {
+            http2: false,
+            connect_timeout: Some(Duration::from_secs(2)),
+            tls: None,
+        });
+        let idle = Arc::new(IdleConns::default());
+        // Far more than the socket buffers hold, so the write fails.
+        let body = ProxyBody::Full(Some(Bytes::from(vec![b'x'; 32 << 20])));
+        let send = client.send_h1(
+            &authority,
+            &idle,
+            &Method::POST,
+            "/upload",
+            http::HeaderMap::new(),
+            body,
+        );
+        let response = tokio::time::timeout(Duration::from_secs(20), send)
+            .await
+            .expect("answered in time")
+            .expect("the upstream's answer, not a reset");
+        assert_eq!(response.status(), 413);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"too big!");
+        assert!(idle.checkout().is_none(), "the connection is not reused");
+    }
+}

@@ -7,6 +7,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Method, Response};
@@ -23,6 +24,8 @@ use crate::mtls::MeshStream;
 
 /// Bodies up to this size are written with their head in one write.
 const INLINE_BODY: usize = 16 * 1024;
+/// How long a failed request write waits for the upstream's early answer.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 /// An open upstream connection between requests. Always boxed: it is
 /// made once per connection and then moved with every request (through
@@ -109,9 +112,31 @@ impl ClientConn {
         headers: &HeaderMap,
         body: ProxyBody,
     ) -> Result<(ResponseHead, Box<ClientConn>), SendFailure> {
-        self.write_request(method, target, headers, body).await?;
+        if let Err(failure) = self.write_request(method, target, headers, body).await {
+            // An upstream may answer before it has read the whole body (a
+            // 413, say) and close, which fails the rest of the write: its
+            // answer, when one came, is what the caller gets (as hyper
+            // does), on a connection that is then closed.
+            if !failure.unsent
+                && let Some(mut head) = self.early_answer(method).await
+            {
+                head.keep_alive = false;
+                return Ok((head, self));
+            }
+            return Err(failure);
+        }
         let head = self.read_head(method).await?;
         Ok((head, self))
+    }
+
+    /// A response head the upstream sent before the request was written
+    /// whole: one already received, or arriving within a short wait (a
+    /// closed or reset connection ends the wait at once).
+    async fn early_answer(&mut self, method: &Method) -> Option<ResponseHead> {
+        tokio::time::timeout(EARLY_ANSWER_WAIT, self.read_head(method))
+            .await
+            .ok()?
+            .ok()
     }
 
     async fn write_request(
