@@ -257,7 +257,13 @@ pub async fn forward(
     let mut retries_done = 0u32;
     let mut exclude = None;
     loop {
-        let Some(i) = pool.pick(clock.now_ms(), exclude, policy.hash) else {
+        // Endpoints are only ejected under an outlier policy; without one
+        // the clock is not read, and no ejection applies.
+        let now_ms = match service.outlier {
+            Some(_) => clock.now_ms(),
+            None => u64::MAX,
+        };
+        let Some(i) = pool.pick(now_ms, exclude, policy.hash) else {
             return Err(Failure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no-healthy-endpoint",
