@@ -352,6 +352,8 @@ enum Kind {
     OtherConnectionLevel,
     Expect,
     Date,
+    /// Named here only to skip the name lookup: every request has one.
+    Host,
     Other,
 }
 
@@ -360,6 +362,7 @@ impl Kind {
         let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
         match name.len() {
             2 if is("te") => Kind::OtherConnectionLevel,
+            4 if is("host") => Kind::Host,
             4 if is("date") => Kind::Date,
             6 if is("expect") => Kind::Expect,
             7 if is("upgrade") => Kind::Upgrade,
@@ -395,6 +398,7 @@ impl Kind {
             Kind::Upgrade => header::UPGRADE,
             Kind::Expect => header::EXPECT,
             Kind::Date => header::DATE,
+            Kind::Host => header::HOST,
             Kind::OtherConnectionLevel | Kind::Other => return None,
         })
     }
@@ -446,7 +450,7 @@ impl Facts {
                 return names_others;
             }
             Kind::Expect | Kind::Upgrade => self.expect_or_upgrade = true,
-            Kind::OtherConnectionLevel | Kind::Date | Kind::Other => {}
+            Kind::OtherConnectionLevel | Kind::Date | Kind::Host | Kind::Other => {}
         }
         false
     }
