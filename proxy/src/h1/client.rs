@@ -49,6 +49,9 @@ pub struct SendFailure {
     pub unsent: bool,
     /// Not one byte of a response came back.
     pub nothing_received: bool,
+    /// The upstream stopped taking the rest of a request it had started
+    /// to receive (the one failure an early answer can explain).
+    pub write_cut: bool,
 }
 
 impl SendFailure {
@@ -57,6 +60,7 @@ impl SendFailure {
             error: error.into(),
             unsent: true,
             nothing_received: true,
+            write_cut: false,
         }
     }
 
@@ -65,6 +69,7 @@ impl SendFailure {
             error: error.into(),
             unsent: false,
             nothing_received,
+            write_cut: false,
         }
     }
 }
@@ -116,8 +121,9 @@ impl ClientConn {
             // An upstream may answer before it has read the whole body (a
             // 413, say) and close, which fails the rest of the write: its
             // answer, when one came, is what the caller gets (as hyper
-            // does), on a connection that is then closed.
-            if !failure.unsent
+            // does), on a connection that is then closed. (A failure of
+            // the client's own body waits for no answer.)
+            if failure.write_cut
                 && let Some(mut head) = self.early_answer(method).await
             {
                 head.keep_alive = false;
@@ -236,7 +242,10 @@ impl ClientConn {
 }
 
 fn io_sent(e: std::io::Error) -> SendFailure {
-    SendFailure::sent(e, true)
+    SendFailure {
+        write_cut: true,
+        ..SendFailure::sent(e, true)
+    }
 }
 
 /// A response body read from its upstream connection, which goes back to
