@@ -16,7 +16,6 @@ use http_body_util::Full;
 use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// What the raw upstream answers for a request path, and whether it then
 /// closes the connection.
@@ -50,59 +49,17 @@ fn answer(path: &str) -> (&'static [u8], bool) {
 /// A raw HTTP/1.1 upstream answering from [`answer`]; counts connections.
 /// `/echo-length` answers with the request's body, read by content-length.
 async fn raw_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                loop {
-                    let end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length: "))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    while buf.len() < end + length {
-                        let mut chunk = [0u8; 4096];
-                        match s.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body: Vec<u8> = buf.drain(..end + length).skip(end).collect();
-                    let (reply, close) = answer(&path);
-                    let reply = if path == "/echo-length" {
-                        let mut r =
-                            format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len())
-                                .into_bytes();
-                        r.extend_from_slice(&body);
-                        r
-                    } else {
-                        reply.to_vec()
-                    };
-                    if s.write_all(&reply).await.is_err() || close {
-                        return;
-                    }
-                }
-            });
+    scripted_upstream(|path, body| {
+        if path == "/echo-length" {
+            let mut r =
+                format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).into_bytes();
+            r.extend_from_slice(body);
+            return (r, false);
         }
-    });
-    (addr, accepted)
+        let (reply, close) = answer(path);
+        (reply.to_vec(), close)
+    })
+    .await
 }
 
 async fn setup() -> (gitmesh_proxy::RunningProxy, Arc<AtomicUsize>) {

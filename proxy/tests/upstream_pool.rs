@@ -10,44 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
-/// A raw HTTP/1.1 upstream answering `GET`s with 200 "ok", counting
-/// accepted connections; with `close_after_each`, it closes the connection
-/// after each response (without saying so in a header).
+/// A raw HTTP/1.1 upstream answering with 200 "ok", counting accepted
+/// connections; with `close_after_each`, it closes the connection after
+/// each response (without saying so in a header).
 async fn raw_upstream(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let mut have = 0;
-                loop {
-                    let Ok(n) = s.read(&mut buf[have..]).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    have += n;
-                    if !buf[..have].windows(4).any(|w| w == b"\r\n\r\n") {
-                        continue;
-                    }
-                    have = 0;
-                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if s.write_all(reply).await.is_err() || close_after_each {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
+    scripted_upstream(move |_, _| {
+        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+        (reply.to_vec(), close_after_each)
+    })
+    .await
 }
 
 fn one_endpoint(addr: SocketAddr) -> serde_json::Value {

@@ -127,6 +127,64 @@ pub fn h2_client() -> TestClient {
         .build_http()
 }
 
+/// A raw HTTP/1.1 upstream that writes exactly what `reply` returns for
+/// each request (its path and body, the body read by `content-length`),
+/// then closes the connection when `reply` says so. Counts accepted
+/// connections. For what a real server library would not send: odd
+/// framing, broken answers, closes without a header saying so.
+pub async fn scripted_upstream<F>(reply: F) -> (SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(&str, &[u8]) -> (Vec<u8>, bool) + Send + Sync + 'static,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let reply = Arc::new(reply);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + length {
+                        let mut chunk = [0u8; 4096];
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body: Vec<u8> = buf.drain(..end + length).skip(end).collect();
+                    let (bytes, close) = reply(&path, &body);
+                    if s.write_all(&bytes).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
 /// One h2c (prior knowledge) connection to `addr`, on which requests name
 /// the service in `:authority` (`http://<service>/path`), as gRPC clients do.
 pub async fn h2_connection(
