@@ -4,7 +4,9 @@
 //! is not hidden by the generator waiting for it (no coordinated omission).
 //! Standard library only: `rustc -O -o loadgen proxy/bench/loadgen.rs`.
 //!
-//!   loadgen ADDR HOST RATE SECONDS CONNECTIONS
+//!   loadgen ADDR HOST RATE SECONDS CONNECTIONS [HEADER ...]
+//!
+//! Each HEADER ("Name: value") is sent with every request, after `Host`.
 //!
 //! Talks only to the address it is given (run.sh passes 127.0.0.1 ports) and
 //! stops by itself after SECONDS.
@@ -15,8 +17,8 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 6 {
-        eprintln!("usage: loadgen ADDR HOST RATE SECONDS CONNECTIONS");
+    if args.len() < 6 {
+        eprintln!("usage: loadgen ADDR HOST RATE SECONDS CONNECTIONS [HEADER ...]");
         std::process::exit(2);
     }
     let addr = args[1].clone();
@@ -27,7 +29,8 @@ fn main() {
     let interval = Duration::from_secs_f64(conns as f64 / rate);
     let per_conn = (rate * seconds / conns as f64) as usize;
     let start = Instant::now() + Duration::from_millis(50);
-    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes();
+    let extra: String = args[6..].iter().map(|h| format!("{h}\r\n")).collect();
+    let request = format!("GET / HTTP/1.1\r\nHost: {host}\r\n{extra}\r\n").into_bytes();
     let threads: Vec<_> = (0..conns)
         .map(|c| {
             let addr = addr.clone();

@@ -13,7 +13,12 @@
 #   - p99 at a fixed rate: loadgen.rs (open loop, latency from each request's
 #     scheduled time) at FIXED_RATE req/s for FIXED_SECONDS.
 # Prints each round, then the medians over ROUNDS and gitmesh's ratios
-# (the median over rounds of each round's ratio).
+# (the median over rounds of each round's ratio), with their spread and a
+# verdict per target.
+#
+# HEADERS=host (default) sends only `Host`; HEADERS=browser adds the nine
+# headers a browser's request carries through an application (user agent,
+# accept*, a bearer token, traceparent, a request id, a cookie, a referer).
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
@@ -23,6 +28,7 @@ ROUNDS=${ROUNDS:-3}
 FIXED_RATE=${FIXED_RATE:-2000}
 FIXED_SECONDS=${FIXED_SECONDS:-10}
 FIXED_CONNECTIONS=${FIXED_CONNECTIONS:-16}
+HEADERS=${HEADERS:-host}
 UPSTREAM_PORT=18080
 GITMESH_PORT=18081
 NGINX_PORT=18082
@@ -36,6 +42,26 @@ for tool in wrk nginx haproxy rustc; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx haproxy"; exit 1; }
 done
 rustc -O -o "$WORK/loadgen" "$HERE/loadgen.rs"
+
+# Request headers besides `Host: up`.
+case $HEADERS in
+  host) REQUEST_HEADERS=() ;;
+  browser)
+    REQUEST_HEADERS=(
+      "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+      "Accept: application/json, text/plain, */*"
+      "Accept-Language: en-US,en;q=0.5"
+      "Accept-Encoding: gzip, deflate, br"
+      "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTQyIn0.c2lnbmF0dXJl"
+      "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+      "X-Request-Id: 7f2c1e9a-5b1d-4f0e-9c3a-2d8e6b4a1c7f"
+      "Cookie: session=abc123; theme=dark"
+      "Referer: http://frontend/products/42"
+    ) ;;
+  *) echo "HEADERS is host or browser, not $HEADERS"; exit 2 ;;
+esac
+WRK_HEADERS=(-H "Host: up")
+for h in "${REQUEST_HEADERS[@]}"; do WRK_HEADERS+=(-H "$h"); done
 
 # Upstream: nginx answering a fixed 200 (one worker).
 cat >"$WORK/upstream.conf" <<CONF
@@ -112,7 +138,7 @@ RESULTS=$WORK/results
 measure() {
   local name=$1 port=$2 pid=$3 out before after reqs rps p99 cpu user sys fixed fp99
   before=$(ticks "$pid")
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -H "Host: up" "http://127.0.0.1:$port/")
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:$port/")
   after=$(ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -124,7 +150,8 @@ measure() {
     '{printf "%.2f %.2f\n", ($3 - $1) / hz * 1e6 / n, ($4 - $2) / hz * 1e6 / n}')
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
   sleep 1
-  fixed=$("$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS")
+  fixed=$("$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS" \
+    "${REQUEST_HEADERS[@]}")
   fp99=$(echo "$fixed" | awk '{for (i = 1; i < NF; i++) if ($i == "p99") {sub(/ms$/, "", $(i+1)); print $(i+1)}}')
   printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  fixed-%s p99 %8sms  (%s)\n' \
     "$name" "$rps" "$p99" "$cpu" "$user" "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4, "errors"}')"
@@ -148,7 +175,7 @@ grep VmRSS "/proc/$GITMESH_PID/status"
 
 echo "== medians over $ROUNDS rounds"
 python3 - "$RESULTS" "$FIXED_RATE" <<'PY'
-import statistics, sys
+import random, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
     name, *vals = line.split()
@@ -169,4 +196,35 @@ for other in ["nginx", "haproxy"]:
     print(f"gitmesh/{other} (median of per-round ratios): req/s {r[0]:.2f}x  "
           f"cpu/req {r[2]:.2f}x (user {r[4]:.2f}x, kernel {r[5]:.2f}x)  "
           f"p99@{sys.argv[2]}/s {r[3]:.2f}x  p99@saturation {r[1]:.2f}x")
+
+# Each target of issue 3 against its bound, with the spread of the
+# per-round ratios and a 95% bootstrap interval of their median: "met" when
+# the whole interval is on the right side of 1, "not met" when it is all
+# on the wrong side, else "parity (within noise)".
+rng = random.Random(3)
+def verdict(ratios, higher_is_better):
+    n = len(ratios)
+    meds = sorted(statistics.median(rng.choices(ratios, k=n)) for _ in range(2000))
+    lo, hi = meds[50], meds[1949]
+    good = (lambda x: x >= 1) if higher_is_better else (lambda x: x <= 1)
+    if n < 5:
+        word = "too few rounds for a verdict (ROUNDS >= 5)"
+    elif good(lo) and good(hi):
+        word = "met"
+    elif not good(lo) and not good(hi):
+        word = "not met"
+    else:
+        word = "parity (within noise)"
+    wins = sum(good(x) for x in ratios)
+    return (f"median {statistics.median(ratios):.2f}x, rounds {min(ratios):.2f}-{max(ratios):.2f}x, "
+            f"95% CI {lo:.2f}-{hi:.2f}x, {wins}/{n} rounds on target: {word}")
+targets = [("saturation req/s >= nginx", "nginx", 0, True),
+           ("saturation req/s >= HAProxy", "haproxy", 0, True),
+           ("CPU per request <= nginx", "nginx", 2, False),
+           (f"p99 at {sys.argv[2]}/s <= nginx", "nginx", 3, False)]
+print("issue 3's targets:")
+for label, other, k, higher in targets:
+    o = rows[other]
+    ratios = [g[i][k] / o[i][k] for i in range(len(g))]
+    print(f"  {label:<28} {verdict(ratios, higher)}")
 PY
