@@ -67,7 +67,7 @@ impl Inbound {
         let started = Instant::now();
         let snapshot = self.store.current();
         let traffic = &snapshot.inbound_metrics;
-        let response = match admit(&snapshot, req).await {
+        let response = match admit(&snapshot, &self.metrics, req).await {
             Ok(req) => self.forward(req).await.unwrap_or_else(|(status, reason)| {
                 self.metrics.error("inbound", reason);
                 respond::error(status, reason)
@@ -178,6 +178,7 @@ impl Refusal {
 /// (with its normalized path) or why not.
 async fn admit(
     snapshot: &Snapshot,
+    metrics: &Metrics,
     mut req: Request<ProxyBody>,
 ) -> Result<Request<ProxyBody>, Refusal> {
     let rewritten = match path::normalize(req.uri().path()) {
@@ -199,20 +200,23 @@ async fn admit(
         *req.uri_mut() =
             Uri::from_parts(parts).map_err(|_| Refusal::new(StatusCode::BAD_REQUEST, "bad-uri"))?;
     }
-    let claims = match &snapshot.jwt {
+    let authenticated = match &snapshot.jwt {
         Some(jwt) => jwt
             .authenticate(req.headers())
             .await
             .map_err(Refusal::jwt)?,
         None => None,
     };
+    if let Some(a) = &authenticated {
+        metrics.jwt_accepted(a.cached);
+    }
     let decision = snapshot.authorizer.decide(&AuthzRequest {
         peer: req.extensions().get::<PeerIdentity>(),
         method: req.method(),
         // Normalized by now.
         path: req.uri().path(),
         headers: req.headers(),
-        claims: claims.as_ref(),
+        claims: authenticated.as_ref().map(|a| &*a.claims),
     });
     if decision.allowed() {
         Ok(req)

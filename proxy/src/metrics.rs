@@ -52,6 +52,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JwtLabels {
+    verification: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ListenerLabels {
     listener: &'static str,
 }
@@ -83,6 +88,8 @@ pub struct Metrics {
     connections: Family<ListenerLabels, Gauge>,
     config_info: Family<VersionLabels, Gauge>,
     config_rejected: Counter,
+    /// Accepted bearer tokens: `[signature checked, from the cache]`.
+    jwt_accepted: [Counter; 2],
 }
 
 /// Pre-resolved handles for one (direction, service, subset).
@@ -190,6 +197,14 @@ impl Metrics {
             "Configs refused as invalid",
             config_rejected.clone(),
         );
+        let jwt_family = Family::<JwtLabels, Counter>::default();
+        registry.register(
+            "jwt_accepted",
+            "Bearer tokens accepted, by how: a signature check, or the cache of tokens already verified",
+            jwt_family.clone(),
+        );
+        let jwt_accepted = ["signature", "cached"]
+            .map(|verification| jwt_family.get_or_create_owned(&JwtLabels { verification }));
         Metrics {
             registry,
             requests,
@@ -203,6 +218,7 @@ impl Metrics {
             connections,
             config_info,
             config_rejected,
+            jwt_accepted,
         }
     }
 
@@ -253,6 +269,12 @@ impl Metrics {
         self.errors
             .get_or_create(&ReasonLabels { direction, reason })
             .inc();
+    }
+
+    /// Counts an accepted bearer token; `cached`: answered by the cache of
+    /// verified tokens, without a signature check.
+    pub fn jwt_accepted(&self, cached: bool) {
+        self.jwt_accepted[usize::from(cached)].inc();
     }
 
     pub fn connections(&self, listener: &'static str) -> Gauge {

@@ -199,27 +199,36 @@ fn check_times(
     leeway: u64,
     now: u64,
 ) -> Result<Map<String, Value>, JwtError> {
-    let time = |name: &str| -> Result<Option<u64>, JwtError> {
-        match claims.get(name) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-                .map(Some)
-                .ok_or(JwtError::Malformed),
-        }
-    };
     // A token must expire: one without `exp` would be valid forever.
-    let exp = time("exp")?.ok_or(JwtError::Expired)?;
+    let exp = numeric_date(&claims, "exp")?.ok_or(JwtError::Expired)?;
     if now > exp.saturating_add(leeway) {
         return Err(JwtError::Expired);
     }
-    if let Some(nbf) = time("nbf")?
+    if let Some(nbf) = numeric_date(&claims, "nbf")?
         && nbf > now.saturating_add(leeway)
     {
         return Err(JwtError::NotYetValid);
     }
     Ok(claims)
+}
+
+/// The last second (since the epoch) a verified token with these claims is
+/// accepted: its `exp` plus `leeway`.
+pub fn accepted_until(claims: &Map<String, Value>, leeway: u64) -> Option<u64> {
+    let exp = numeric_date(claims, "exp").ok().flatten()?;
+    Some(exp.saturating_add(leeway))
+}
+
+/// A NumericDate claim (seconds since the epoch; fractions dropped).
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<u64>, JwtError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or(JwtError::Malformed),
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ mod authn;
 mod jwks;
 pub mod jwt;
 pub mod path;
+mod verified;
 
 pub use self::authn::JwtAuthenticator;
 

@@ -1,0 +1,189 @@
+//! Tokens already verified, so that a caller sending the same bearer token
+//! on every request pays for one signature check, not one per request
+//! (an RS256 or ES256 check costs tens of microseconds; the proxy's own
+//! work per request is a few).
+//!
+//! An entry answers only while all of these hold, else the token is
+//! verified again from the start:
+//! - the token is the same (entries are keyed by its SHA-256, so memory
+//!   does not grow with token size);
+//! - its provider's key set is the very set it was verified with (a
+//!   refetched set, even an identical one, starts over, so a key removed
+//!   from the set stops working at the same time as without the cache);
+//! - the token has not expired (`exp` plus the provider's leeway).
+//!
+//! Refused tokens are never kept. The cache holds at most
+//! [`MAX_VERIFIED_TOKENS`]; when full, expired entries go first, then the
+//! one closest to expiry. It belongs to one [`super::JwtAuthenticator`],
+//! which a config change with other JWT settings replaces.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use jsonwebtoken::jwk::JwkSet;
+use ring::digest::{SHA256, digest};
+use serde_json::{Map, Value};
+
+/// The most tokens kept.
+pub const MAX_VERIFIED_TOKENS: usize = 512;
+
+/// The key of a token in the cache.
+pub type TokenDigest = [u8; 32];
+
+pub fn token_digest(token: &str) -> TokenDigest {
+    let mut out = [0; 32];
+    out.copy_from_slice(digest(&SHA256, token.as_bytes()).as_ref());
+    out
+}
+
+/// What a verification established.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The provider (its index in the config) and the key id the token
+    /// named: what fetching the current key set needs.
+    pub provider: usize,
+    pub kid: Option<String>,
+    /// The set the signature was checked with.
+    pub keys: Arc<JwkSet>,
+    pub claims: Arc<Map<String, Value>>,
+    /// The last second (since the epoch) the token is accepted:
+    /// `exp` plus leeway.
+    pub valid_until: u64,
+}
+
+impl Verified {
+    /// Whether this verification still holds with `keys` as the provider's
+    /// current set at `now`.
+    pub fn holds(&self, keys: &Arc<JwkSet>, now: u64) -> bool {
+        Arc::ptr_eq(&self.keys, keys) && now <= self.valid_until
+    }
+}
+
+#[derive(Debug)]
+pub struct VerifiedTokens {
+    capacity: usize,
+    entries: Mutex<HashMap<TokenDigest, Verified>>,
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        VerifiedTokens::with_capacity(MAX_VERIFIED_TOKENS)
+    }
+}
+
+impl VerifiedTokens {
+    pub fn with_capacity(capacity: usize) -> Self {
+        VerifiedTokens {
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The verification kept for `token`, if any. The caller checks that
+    /// it [`Verified::holds`] with the provider's current keys.
+    pub fn get(&self, token: &TokenDigest) -> Option<Verified> {
+        self.lock().get(token).cloned()
+    }
+
+    /// Forgets `token` (its verification no longer holds).
+    pub fn remove(&self, token: &TokenDigest) {
+        self.lock().remove(token);
+    }
+
+    /// Keeps a verification, making room if the cache is full.
+    pub fn insert(&self, token: TokenDigest, verified: Verified, now: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut entries = self.lock();
+        if entries.len() >= self.capacity && !entries.contains_key(&token) {
+            entries.retain(|_, v| now <= v.valid_until);
+            if entries.len() >= self.capacity {
+                let soonest = entries
+                    .iter()
+                    .min_by_key(|(_, v)| v.valid_until)
+                    .map(|(k, _)| *k);
+                if let Some(k) = soonest {
+                    entries.remove(&k);
+                }
+            }
+        }
+        entries.insert(token, verified);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenDigest, Verified>> {
+        // A panic while holding the lock leaves a map that is still whole.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Arc<JwkSet> {
+        Arc::new(JwkSet { keys: vec![] })
+    }
+
+    fn verified(keys: &Arc<JwkSet>, valid_until: u64) -> Verified {
+        Verified {
+            provider: 0,
+            kid: None,
+            keys: keys.clone(),
+            claims: Arc::new(Map::new()),
+            valid_until,
+        }
+    }
+
+    #[test]
+    fn holds_only_with_the_same_key_set_and_before_expiry() {
+        let set = keys();
+        let v = verified(&set, 100);
+        assert!(v.holds(&set, 100));
+        assert!(!v.holds(&set, 101), "expired");
+        // An identical set fetched again is another set.
+        assert!(!v.holds(&keys(), 50));
+    }
+
+    #[test]
+    fn digests_tell_tokens_apart() {
+        assert_eq!(token_digest("a.b.c"), token_digest("a.b.c"));
+        assert_ne!(token_digest("a.b.c"), token_digest("a.b.d"));
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_entries_then_the_soonest_to_expire() {
+        let set = keys();
+        let cache = VerifiedTokens::with_capacity(3);
+        cache.insert(token_digest("expired"), verified(&set, 10), 0);
+        cache.insert(token_digest("late"), verified(&set, 300), 0);
+        cache.insert(token_digest("soon"), verified(&set, 200), 0);
+        // At 50, "expired" is gone first.
+        cache.insert(token_digest("new"), verified(&set, 400), 50);
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&token_digest("expired")).is_none());
+        // Nothing expired now: the one closest to expiry goes.
+        cache.insert(token_digest("newer"), verified(&set, 500), 60);
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&token_digest("soon")).is_none());
+        for kept in ["late", "new", "newer"] {
+            assert!(cache.get(&token_digest(kept)).is_some(), "{kept}");
+        }
+        // Replacing an entry of a full cache drops nothing else.
+        cache.insert(token_digest("late"), verified(&set, 600), 60);
+        assert_eq!(cache.len(), 3);
+        assert!(cache.get(&token_digest("new")).is_some());
+    }
+
+    #[test]
+    fn a_zero_capacity_keeps_nothing() {
+        let cache = VerifiedTokens::with_capacity(0);
+        cache.insert(token_digest("t"), verified(&keys(), 10), 0);
+        assert_eq!(cache.len(), 0);
+    }
+}
