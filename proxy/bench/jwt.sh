@@ -31,13 +31,9 @@ for tool in wrk nginx openssl curl; do
 done
 
 # The app: nginx answering a fixed 200 (one worker).
-cat >"$WORK/app.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/app.pid; error_log stderr warn;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$APP_PORT; keepalive_requests 100000;
-  location / { return 200 "hello\n"; } } }
-CONF
-nginx -c "$WORK/app.conf" -p "$WORK" &
+# shellcheck source=nginx-upstream.sh
+. "$HERE/nginx-upstream.sh"
+nginx_upstream "$WORK" $APP_PORT
 
 # RS256 tokens for the fixture key "rsa-a".
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }

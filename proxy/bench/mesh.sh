@@ -35,13 +35,9 @@ for tool in wrk nginx rustc openssl python3; do
 done
 rustc -O -o "$WORK/loadgen" "$HERE/loadgen.rs"
 
-cat >"$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log stderr warn;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 100000;
-  location / { return 200 "hello\n"; } } }
-CONF
-nginx -c "$WORK/upstream.conf" -p "$WORK" &
+# shellcheck source=nginx-upstream.sh
+. "$HERE/nginx-upstream.sh"
+nginx_upstream "$WORK" $UPSTREAM_PORT
 
 # A mesh CA and a certificate for each sidecar (URI SAN = SPIFFE ID).
 cd "$WORK"

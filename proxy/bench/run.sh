@@ -64,13 +64,9 @@ WRK_HEADERS=(-H "Host: up")
 for h in "${REQUEST_HEADERS[@]}"; do WRK_HEADERS+=(-H "$h"); done
 
 # Upstream: nginx answering a fixed 200 (one worker).
-cat >"$WORK/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $WORK/upstream.pid; error_log stderr warn;
-events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:$UPSTREAM_PORT; keepalive_requests 100000;
-  location / { return 200 "hello\n"; } } }
-CONF
-nginx -c "$WORK/upstream.conf" -p "$WORK" &
+# shellcheck source=nginx-upstream.sh
+. "$HERE/nginx-upstream.sh"
+nginx_upstream "$WORK" $UPSTREAM_PORT
 UPSTREAM_PID=$!
 
 # nginx as a one-hop reverse proxy with upstream keep-alive.

@@ -14,22 +14,40 @@ const JWKS_B: &str = include_str!("../../../tests/fixtures/jwks-b.json");
 const NOW: u64 = 1_800_000_000;
 const LEEWAY: u64 = 30;
 
-/// An authenticator reading its keys from `file`, fetched again after
-/// `refresh` seconds.
-fn authenticator(file: &std::path::Path, refresh: u64) -> JwtAuthenticator {
-    JwtAuthenticator::new(JwtAuthentication {
+/// A key set in a temp file (rewrite it with [`Keys::replace`]) and an
+/// authenticator reading it, again after `refresh` seconds.
+struct Keys {
+    _dir: tempfile::TempDir,
+    file: std::path::PathBuf,
+}
+
+impl Keys {
+    fn replace(&self, jwks: &str) {
+        std::fs::write(&self.file, jwks).unwrap();
+    }
+}
+
+fn authenticator(jwks: &str, refresh: u64) -> (Keys, JwtAuthenticator) {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keys {
+        file: dir.path().join("jwks.json"),
+        _dir: dir,
+    };
+    keys.replace(jwks);
+    let a = JwtAuthenticator::new(JwtAuthentication {
         required: true,
         providers: vec![JwtProvider {
             issuer: "https://idp.example".into(),
             audiences: vec!["reviews".into()],
             jwks: JwksSource {
-                file: Some(file.to_str().unwrap().into()),
+                file: Some(keys.file.to_str().unwrap().into()),
                 url: None,
                 refresh: Duration::from_secs(refresh),
             },
             leeway_seconds: LEEWAY,
         }],
-    })
+    });
+    (keys, a)
 }
 
 fn token(kid: &str, pem: &str, sub: &str, exp: u64) -> HeaderMap {
@@ -56,10 +74,7 @@ async fn accept(a: &JwtAuthenticator, headers: &HeaderMap, now: u64) -> Authenti
 
 #[tokio::test]
 async fn a_repeated_token_is_answered_from_the_cache() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("jwks.json");
-    std::fs::write(&file, JWKS_A).unwrap();
-    let a = authenticator(&file, 300);
+    let (_keys, a) = authenticator(JWKS_A, 300);
     let alice = token("rsa-a", RSA_A, "alice", NOW + 600);
     let first = accept(&a, &alice, NOW).await;
     assert!(!first.cached);
@@ -75,10 +90,7 @@ async fn a_repeated_token_is_answered_from_the_cache() {
 
 #[tokio::test]
 async fn a_cached_token_still_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("jwks.json");
-    std::fs::write(&file, JWKS_A).unwrap();
-    let a = authenticator(&file, 300);
+    let (_keys, a) = authenticator(JWKS_A, 300);
     let exp = NOW + 60;
     let alice = token("rsa-a", RSA_A, "alice", exp);
     assert!(!accept(&a, &alice, NOW).await.cached);
@@ -93,11 +105,8 @@ async fn a_cached_token_still_expires() {
 
 #[tokio::test]
 async fn a_cached_token_is_refused_once_its_key_leaves_the_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("jwks.json");
-    std::fs::write(&file, JWKS_A).unwrap();
     // Refreshed on every request: a rewritten file is seen at once.
-    let a = authenticator(&file, 0);
+    let (keys, a) = authenticator(JWKS_A, 0);
     let alice = token("rsa-a", RSA_A, "alice", NOW + 600);
     assert!(!accept(&a, &alice, NOW).await.cached);
     // A set read again is another set, even with the same keys: the
@@ -105,7 +114,7 @@ async fn a_cached_token_is_refused_once_its_key_leaves_the_set() {
     assert!(!accept(&a, &alice, NOW).await.cached);
 
     // The issuer retires key a.
-    std::fs::write(&file, JWKS_B).unwrap();
+    keys.replace(JWKS_B);
     assert_eq!(
         a.authenticate_at(&alice, NOW).await.unwrap_err(),
         JwtError::UnknownKey
@@ -116,10 +125,7 @@ async fn a_cached_token_is_refused_once_its_key_leaves_the_set() {
 
 #[tokio::test]
 async fn refused_tokens_are_not_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("jwks.json");
-    std::fs::write(&file, JWKS_A).unwrap();
-    let a = authenticator(&file, 300);
+    let (_keys, a) = authenticator(JWKS_A, 300);
     // Signed with key b but naming key a.
     let forged = token("rsa-a", RSA_B, "mallory", NOW + 600);
     for _ in 0..2 {
