@@ -290,7 +290,11 @@ pub fn parse_request(buf: &mut BytesMut, limits: RequestLimits) -> RequestParse 
 /// The header map of a head (values share `head`), and what its framing
 /// and connection headers say, gathered in the same pass.
 fn header_map(head: &Bytes, indices: &Indices) -> Result<(HeaderMap, Facts), H1Error> {
-    let mut headers = HeaderMap::with_capacity(indices.len);
+    // Room for one more: the proxy adds a header to many requests (the
+    // caller's identity on the inbound side, `Host` where it was missing),
+    // and a map built to the exact count regrows on that insert
+    // (~800 instructions, measured with callgrind).
+    let mut headers = HeaderMap::with_capacity(indices.len + 1);
     let mut facts = Facts::default();
     for i in indices.iter() {
         let name = &head[i.name.0 as usize..i.name.1 as usize];
