@@ -1,8 +1,9 @@
 //! gitmesh's own HTTP/1.1 client against a raw upstream that writes exact
 //! bytes: every way a response body can be delimited arrives whole, interim
-//! 1xx answers are skipped, a broken answer becomes a counted 502, and the
-//! upstream's header lines reach HTTP/1.1 and HTTP/2 callers whether they
-//! are relayed raw or edited by a filter.
+//! 1xx answers reach fast-path callers (not `100 Continue`, and not hyper's
+//! callers), a broken answer becomes a counted 502, and the upstream's
+//! header lines reach HTTP/1.1 and HTTP/2 callers whether they are relayed
+//! raw or edited by a filter.
 
 mod support;
 
@@ -30,6 +31,12 @@ fn answer(path: &str) -> (&'static [u8], bool) {
         "/no-content" => (b"HTTP/1.1 204 No Content\r\n\r\n", false),
         "/continue" => (
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nfinal",
+            false,
+        ),
+        "/early-hints" => (
+            b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+              HTTP/1.1 100 Continue\r\n\r\n\
+              HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
             false,
         ),
         "/head" => (b"HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n", false),
@@ -162,6 +169,124 @@ async fn broken_answers_become_counted_502s() {
     .expect("test finished in time");
 }
 
+/// What a raw HTTP/1.1 client reads for `request` until `end`.
+async fn wire(at: SocketAddr, request: &[u8], end: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut wire = Vec::new();
+    while !wire.ends_with(end) {
+        let mut chunk = [0u8; 1024];
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&wire));
+        wire.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8(wire).unwrap()
+}
+
+#[tokio::test]
+async fn early_hints_reach_fast_path_callers_on_both_sides() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (addr, _) = raw_upstream().await;
+        let outbound = start(config(json!({
+            "version": "c1", "service": "web",
+            "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
+        })))
+        .await;
+        // The inbound side, with the raw upstream as its local app.
+        let settings = gitmesh_proxy::ProxySettings {
+            app: Some(addr.to_string()),
+            ..gitmesh_proxy::ProxySettings::loopback()
+        };
+        let inbound = gitmesh_proxy::Proxy::start(
+            settings,
+            config(json!({"version": "c1", "service": "up"})),
+        )
+        .await
+        .unwrap();
+        for at in [outbound.outbound_addr(), inbound.inbound_addr()] {
+            let wire = wire(
+                at,
+                b"GET /early-hints HTTP/1.1\r\nHost: up\r\n\r\n",
+                b"\r\n\r\nok",
+            )
+            .await;
+            assert!(
+                wire.starts_with(
+                    "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n\
+                     HTTP/1.1 200 OK\r\n"
+                ),
+                "{wire}"
+            );
+            assert!(!wire.contains(" 100 "), "{wire}");
+        }
+
+        // hyper's callers get the final response only.
+        let at = outbound.outbound_addr();
+        let r = get(&client(), at, "up", "/early-hints").await;
+        assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "ok"));
+        let mut h2 = h2_connection(at).await;
+        let req = Request::get("http://up/early-hints")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// The 103 goes out while the final response is still awaited: this
+/// upstream sends its 200 only once the client has read the 103.
+#[tokio::test]
+async fn early_hints_go_out_before_the_final_response_exists() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (hints_read, final_due) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                s.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>\r\n\r\n")
+                .await
+                .unwrap();
+            final_due.await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+        });
+        let proxy = start(config(json!({
+            "version": "c1", "service": "web",
+            "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
+        })))
+        .await;
+        let mut s = tokio::net::TcpStream::connect(proxy.outbound_addr())
+            .await
+            .unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: up\r\n\r\n")
+            .await
+            .unwrap();
+        let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.js>\r\n\r\n";
+        let mut got = vec![0u8; hints.len()];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, hints);
+        hints_read.send(()).unwrap();
+        let mut rest = Vec::new();
+        while !rest.ends_with(b"\r\n\r\nok") {
+            let mut chunk = [0u8; 1024];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed early");
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        assert!(rest.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    })
+    .await
+    .expect("the 103 arrived before the final response was sent");
+}
+
 #[tokio::test]
 async fn upstream_header_lines_reach_every_caller() {
     tokio::time::timeout(TEST_LIMIT, async {
@@ -184,18 +309,12 @@ async fn upstream_header_lines_reach_every_caller() {
 
         // The fast path relays the lines as they came, less the
         // connection-level ones, with its own framing and a date.
-        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
-        s.write_all(b"GET /headers HTTP/1.1\r\nHost: up\r\n\r\n")
-            .await
-            .unwrap();
-        let mut wire = Vec::new();
-        while !wire.ends_with(b"\r\n\r\nok") {
-            let mut chunk = [0u8; 1024];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&wire));
-            wire.extend_from_slice(&chunk[..n]);
-        }
-        let wire = String::from_utf8(wire).unwrap();
+        let wire = wire(
+            at,
+            b"GET /headers HTTP/1.1\r\nHost: up\r\n\r\n",
+            b"\r\n\r\nok",
+        )
+        .await;
         for line in [
             "Server: raw\r\n",
             "Set-Cookie: a=1\r\n",

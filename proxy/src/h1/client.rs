@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::decode::{self, BodyDecoder, Decoded, H1Error, READ_CHUNK, ResponseHead};
 use super::encode::{self, BodyLength};
+use super::interim;
 use super::raw::RawHeaders;
 use crate::body::ProxyBody;
 use crate::connect::{CountGuard, IdleConns};
@@ -219,13 +220,17 @@ impl ClientConn {
         }
     }
 
-    /// Reads until a final (non-1xx) response head is complete.
+    /// Reads until a final (non-1xx) response head is complete; 1xx heads
+    /// on the way are handed to [`interim::relay`].
     async fn read_head(&mut self, method: &Method) -> Result<ResponseHead, SendFailure> {
         let mut received = false;
         loop {
             if !self.read.is_empty() {
                 match decode::parse_response(&mut self.read, method) {
-                    Ok(Some(head)) if head.response.status().is_informational() => continue,
+                    Ok(Some(head)) if head.response.status().is_informational() => {
+                        interim::relay(&head);
+                        continue;
+                    }
                     Ok(Some(head)) => return Ok(head),
                     Ok(None) => {}
                     Err(e) => return Err(SendFailure::sent(e, false)),

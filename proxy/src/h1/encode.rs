@@ -72,25 +72,10 @@ pub fn response_head(
     raw: Option<&RawHeaders>,
     length: Option<BodyLength>,
 ) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        if length.is_some() && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING)
-        {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    let mut has_date = false;
+    status_and_fields(out, status, headers, raw, length.is_some());
     let mut length = length;
+    let mut has_date = false;
     if let Some(raw) = raw {
-        raw.write(out);
         has_date = raw.has_date();
         if length.is_none() {
             // The map's `content-length` would have gone out as it is.
@@ -104,6 +89,46 @@ pub fn response_head(
     }
     length_header(out, length.unwrap_or(BodyLength::None));
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends an interim (1xx) head: the status line and the fields as they
+/// came (map, then `raw` lines), nothing added.
+pub fn interim_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    raw: Option<&RawHeaders>,
+) {
+    status_and_fields(out, status, headers, raw, false);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The status line, the map's fields (less its framing ones when the
+/// writer states the framing itself) and the `raw` lines.
+fn status_and_fields(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    raw: Option<&RawHeaders>,
+    own_framing: bool,
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        if own_framing && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING) {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(raw) = raw {
+        raw.write(out);
+    }
 }
 
 fn length_header(out: &mut Vec<u8>, length: BodyLength) {

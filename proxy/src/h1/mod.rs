@@ -20,7 +20,9 @@
 //!   response, its body streamed by `client::ResponseBody` and the
 //!   connection handed back to the endpoint's idle pool at the body's end;
 //! - `server`: the downstream fast path for the common request, which
-//!   hands the connection to hyper at the first request it does not serve.
+//!   hands the connection to hyper at the first request it does not serve;
+//! - `interim`: an upstream's 1xx responses (`103 Early Hints`) relayed
+//!   from `client` to `server`'s client while the final response is awaited.
 //!
 //! What this codec does not do stays with hyper: HTTP/2 on either side,
 //! HTTP/1.0 clients, streamed request bodies, `Expect: 100-continue`, and
@@ -31,5 +33,6 @@
 pub(crate) mod client;
 pub mod decode;
 pub mod encode;
+pub(crate) mod interim;
 pub mod raw;
 pub(crate) mod server;

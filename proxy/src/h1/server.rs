@@ -26,12 +26,13 @@ use bytes::{Bytes, BytesMut};
 use http::{Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::decode::{self, READ_CHUNK, RequestLimits, RequestParse};
 use super::encode::{self, BodyLength};
+use super::interim::Interim;
 use crate::body::ProxyBody;
 use crate::mtls::MeshStream;
 use crate::peer::PeerIdentity;
@@ -100,6 +101,7 @@ where
         read: BytesMut::with_capacity(READ_CHUNK),
         write: Vec::with_capacity(1024),
     };
+    let interim = Interim::default();
     let timer = tokio::time::sleep(info.header_read_timeout);
     tokio::pin!(timer);
     // One wait for shutdown per connection (not one per request): polled
@@ -184,7 +186,12 @@ where
             request.extensions_mut().insert(id.clone());
         }
 
-        let response = handler(request, info.peer).await;
+        let response = handler(request, info.peer);
+        tokio::pin!(response);
+        let response = match conn.await_response(response, &interim).await {
+            Ok(response) => response,
+            Err(_) => return Ended::Closed,
+        };
         if conn.write_response(response, head_request).await.is_err() || !keep_alive {
             let _ = conn.io.shutdown().await;
             return Ended::Closed;
@@ -218,7 +225,40 @@ impl Conn {
         }
     }
 
-    /// Writes `response`; an error leaves the connection unusable.
+    /// Waits for `response`, writing the 1xx heads `interim` receives
+    /// meanwhile; those not written yet when it is ready stay in
+    /// `self.write`, ahead of its head. An error: the client's socket
+    /// failed (the response is dropped with it).
+    async fn await_response<F: Future>(
+        &mut self,
+        mut response: Pin<&mut F>,
+        interim: &Interim,
+    ) -> std::io::Result<F::Output> {
+        poll_fn(|cx| {
+            let ready = interim.enter(|| response.as_mut().poll(cx));
+            interim.drain_into(&mut self.write);
+            if let Poll::Ready(response) = ready {
+                return Poll::Ready(Ok(response));
+            }
+            while !self.write.is_empty() {
+                match Pin::new(&mut self.io).poll_write(cx, &self.write) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        self.write.drain(..n);
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => break,
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Writes `response` after any 1xx heads still in `self.write`; an
+    /// error leaves the connection unusable.
     async fn write_response(
         &mut self,
         response: Response<ProxyBody>,
@@ -234,7 +274,6 @@ impl Conn {
             Some(n) => BodyLength::Known(n),
             None => BodyLength::Chunked,
         });
-        self.write.clear();
         encode::response_head(
             &mut self.write,
             status,
@@ -243,7 +282,9 @@ impl Conn {
             length,
         );
         let Some(length) = length else {
-            return self.io.write_all(&self.write).await;
+            self.io.write_all(&self.write).await?;
+            self.write.clear();
+            return Ok(());
         };
         let mut sent: u64 = 0;
         loop {
@@ -300,6 +341,7 @@ impl Conn {
         }
         if !self.write.is_empty() {
             self.io.write_all(&self.write).await?;
+            self.write.clear();
         }
         Ok(())
     }
