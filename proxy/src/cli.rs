@@ -123,7 +123,7 @@ pub struct ProxyArgs {
     pub drain_timeout_secs: u64,
 
     /// mTLS, static mode: this sidecar's certificate chain (PEM), whose URI
-    /// SAN is spiffe://<trust-domain>/svc/<service> (`gitmesh ca issue`
+    /// SAN is `spiffe://<trust-domain>/svc/<service>` (`gitmesh ca issue`
     /// makes one). Needs --tls-key and --ca-bundle.
     #[arg(long, value_name = "FILE", requires_all = ["tls_key", "ca_bundle"])]
     pub tls_cert: Option<PathBuf>,

@@ -1,6 +1,10 @@
 //! `gitmesh ca`: a mesh CA for people without a reconciler (static mTLS):
 //! `init` makes a root, `issue` a sidecar certificate and key for a service.
 
+// Doc comments here are `--help` text, written for a terminal:
+// placeholders like <dir> and bare URLs are meant literally.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};

@@ -1,5 +1,9 @@
 //! `gitmesh reconcile`: run the control plane on a policy repo.
 
+// Doc comments here are `--help` text, written for a terminal:
+// placeholders like <dir> and bare URLs are meant literally.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,5 +1,9 @@
 //! `gitmesh schema`: print the JSON Schemas, for editors and other tools.
 
+// Doc comments here are `--help` text, written for a terminal:
+// placeholders like <dir> and bare URLs are meant literally.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
+
 use std::process::ExitCode;
 
 use anyhow::bail;

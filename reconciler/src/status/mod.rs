@@ -3,7 +3,7 @@
 //! person reads and whose trailers tools parse, and whose tree holds the
 //! reconciler's machine-readable state so a restart resumes from Git.
 //!
-//! [`event`], [`history`] and [`explain`] are pure; [`record`] is the git2
+//! `event`, `history` and `explain` are pure; `record` is the git2
 //! edge.
 
 mod event;

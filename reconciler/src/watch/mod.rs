@@ -1,7 +1,7 @@
 //! Where new desired-state commits come from: a local repository watched
-//! for ref changes ([`local`]), a remote fetched into a bare clone on an
-//! interval and on demand ([`remote`]), and the check of the webhook that
-//! asks for such a fetch ([`webhook`], pure). Each watcher publishes the
+//! for ref changes (`local`), a remote fetched into a bare clone on an
+//! interval and on demand (`remote`), and the check of the webhook that
+//! asks for such a fetch (`webhook`, pure). Each watcher publishes the
 //! branch tip on a `tokio::sync::watch` channel: level-triggered, a slow
 //! reader sees the latest tip, never a backlog.
 
