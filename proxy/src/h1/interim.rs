@@ -27,6 +27,9 @@
 //!
 //! Each try's 1xx go out as they come, so a retried request may show the
 //! client more than one (which RFC 9110 allows before the final response).
+//! Heads the client has not taken yet are held up to [`MAX_PENDING`]
+//! bytes; past that, more are dropped (an upstream sending 1xx without end
+//! to a client that does not read cannot grow the proxy's memory).
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -36,6 +39,9 @@ use http::StatusCode;
 use super::decode::ResponseHead;
 use super::encode;
 use crate::respond;
+
+/// The most bytes of 1xx heads held for a client that has not read them.
+pub const MAX_PENDING: usize = 16 * 1024;
 
 thread_local! {
     /// The buffer of the request being polled on this thread, if any.
@@ -84,6 +90,7 @@ pub fn relay(head: &ResponseHead) {
             return;
         };
         let mut out = interim.0.lock().unwrap_or_else(|e| e.into_inner());
+        let held = out.len();
         match &head.raw {
             // Connection-level lines are not among the raw ones.
             Some(raw) => encode::interim_head(&mut out, status, head.response.headers(), Some(raw)),
@@ -92,6 +99,9 @@ pub fn relay(head: &ResponseHead) {
                 respond::strip_hop_by_hop(&mut headers);
                 encode::interim_head(&mut out, status, &headers, None);
             }
+        }
+        if out.len() > MAX_PENDING {
+            out.truncate(held);
         }
     });
 }
@@ -147,6 +157,30 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 103 Early Hints\r\nlink: </b.js>\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn heads_a_client_does_not_take_are_held_up_to_a_bound() {
+        let interim = Interim::default();
+        let processing = head("HTTP/1.1 102 Processing\r\n\r\n");
+        let one = "HTTP/1.1 102 Processing\r\n\r\n".len();
+        interim.enter(|| {
+            for _ in 0..10_000 {
+                relay(&processing);
+            }
+        });
+        let mut out = Vec::new();
+        interim.drain_into(&mut out);
+        assert_eq!(
+            out.len(),
+            MAX_PENDING / one * one,
+            "whole heads, within the bound"
+        );
+        // Taken by the client: room again.
+        interim.enter(|| relay(&processing));
+        out.clear();
+        interim.drain_into(&mut out);
+        assert_eq!(out.len(), one);
     }
 
     #[test]
