@@ -107,6 +107,7 @@ impl JwtAuthenticator {
                 keys,
                 claims: claims.clone(),
                 valid_until,
+                size: token.len(),
             };
             self.verified.insert(digest, kept, now);
         }

@@ -13,9 +13,12 @@
 //! - the token has not expired (`exp` plus the provider's leeway).
 //!
 //! Refused tokens are never kept. The cache holds at most
-//! [`MAX_VERIFIED_TOKENS`]; when full, expired entries go first, then the
-//! one closest to expiry. It belongs to one [`super::JwtAuthenticator`],
-//! which a config change with other JWT settings replaces.
+//! [`MAX_VERIFIED_TOKENS`] tokens and [`MAX_VERIFIED_BYTES`] of them (a
+//! token's claims take about as much memory as the token: 512 tokens of
+//! 8 KiB would otherwise hold several megabytes); when full, expired
+//! entries go first, then those closest to expiry. It belongs to one
+//! [`super::JwtAuthenticator`], which a config change with other JWT
+//! settings replaces.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +29,8 @@ use serde_json::{Map, Value};
 
 /// The most tokens kept.
 pub const MAX_VERIFIED_TOKENS: usize = 512;
+/// The most bytes of tokens kept (their total length).
+pub const MAX_VERIFIED_BYTES: usize = 1024 * 1024;
 
 /// The key of a token in the cache.
 pub type TokenDigest = [u8; 32];
@@ -49,6 +54,8 @@ pub struct Verified {
     /// The last second (since the epoch) the token is accepted:
     /// `exp` plus leeway.
     pub valid_until: u64,
+    /// The token's length: what it counts against the byte budget.
+    pub size: usize,
 }
 
 impl Verified {
@@ -61,28 +68,45 @@ impl Verified {
 
 #[derive(Debug)]
 pub struct VerifiedTokens {
-    capacity: usize,
-    entries: Mutex<HashMap<TokenDigest, Verified>>,
+    max_tokens: usize,
+    max_bytes: usize,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<TokenDigest, Verified>,
+    /// The sum of the entries' sizes.
+    bytes: usize,
+}
+
+impl State {
+    fn remove(&mut self, token: &TokenDigest) {
+        if let Some(old) = self.entries.remove(token) {
+            self.bytes -= old.size;
+        }
+    }
 }
 
 impl Default for VerifiedTokens {
     fn default() -> Self {
-        VerifiedTokens::with_capacity(MAX_VERIFIED_TOKENS)
+        VerifiedTokens::with_limits(MAX_VERIFIED_TOKENS, MAX_VERIFIED_BYTES)
     }
 }
 
 impl VerifiedTokens {
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub fn with_limits(max_tokens: usize, max_bytes: usize) -> Self {
         VerifiedTokens {
-            capacity,
-            entries: Mutex::new(HashMap::new()),
+            max_tokens,
+            max_bytes,
+            state: Mutex::new(State::default()),
         }
     }
 
     /// The verification kept for `token`, if any. The caller checks that
     /// it [`Verified::holds`] with the provider's current keys.
     pub fn get(&self, token: &TokenDigest) -> Option<Verified> {
-        self.lock().get(token).cloned()
+        self.lock().entries.get(token).cloned()
     }
 
     /// Forgets `token` (its verification no longer holds).
@@ -92,33 +116,53 @@ impl VerifiedTokens {
 
     /// Keeps a verification, making room if the cache is full.
     pub fn insert(&self, token: TokenDigest, verified: Verified, now: u64) {
-        if self.capacity == 0 {
+        if self.max_tokens == 0 || verified.size > self.max_bytes {
             return;
         }
-        let mut entries = self.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&token) {
-            entries.retain(|_, v| now <= v.valid_until);
-            if entries.len() >= self.capacity {
-                let soonest = entries
-                    .iter()
-                    .min_by_key(|(_, v)| v.valid_until)
-                    .map(|(k, _)| *k);
-                if let Some(k) = soonest {
-                    entries.remove(&k);
-                }
+        let mut state = self.lock();
+        state.remove(&token);
+        let full = |s: &State| {
+            s.entries.len() >= self.max_tokens || s.bytes + verified.size > self.max_bytes
+        };
+        if full(&state) {
+            let expired: Vec<_> = state
+                .entries
+                .iter()
+                .filter(|(_, v)| now > v.valid_until)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in &expired {
+                state.remove(k);
             }
         }
-        entries.insert(token, verified);
+        while full(&state) {
+            let soonest = state
+                .entries
+                .iter()
+                .min_by_key(|(_, v)| v.valid_until)
+                .map(|(k, _)| *k);
+            match soonest {
+                Some(k) => state.remove(&k),
+                None => break,
+            }
+        }
+        state.bytes += verified.size;
+        state.entries.insert(token, verified);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().entries.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TokenDigest, Verified>> {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves a map that is still whole.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -131,12 +175,17 @@ mod tests {
     }
 
     fn verified(keys: &Arc<JwkSet>, valid_until: u64) -> Verified {
+        sized(keys, valid_until, 100)
+    }
+
+    fn sized(keys: &Arc<JwkSet>, valid_until: u64, size: usize) -> Verified {
         Verified {
             provider: 0,
             kid: None,
             keys: keys.clone(),
             claims: Arc::new(Map::new()),
             valid_until,
+            size,
         }
     }
 
@@ -159,7 +208,7 @@ mod tests {
     #[test]
     fn a_full_cache_drops_expired_entries_then_the_soonest_to_expire() {
         let set = keys();
-        let cache = VerifiedTokens::with_capacity(3);
+        let cache = VerifiedTokens::with_limits(3, 1 << 20);
         cache.insert(token_digest("expired"), verified(&set, 10), 0);
         cache.insert(token_digest("late"), verified(&set, 300), 0);
         cache.insert(token_digest("soon"), verified(&set, 200), 0);
@@ -181,9 +230,23 @@ mod tests {
     }
 
     #[test]
-    fn a_zero_capacity_keeps_nothing() {
-        let cache = VerifiedTokens::with_capacity(0);
-        cache.insert(token_digest("t"), verified(&keys(), 10), 0);
-        assert_eq!(cache.len(), 0);
+    fn the_byte_budget_evicts_too() {
+        let set = keys();
+        let cache = VerifiedTokens::with_limits(100, 1000);
+        cache.insert(token_digest("a"), sized(&set, 300, 400), 0);
+        cache.insert(token_digest("b"), sized(&set, 200, 400), 0);
+        assert_eq!(cache.bytes(), 800);
+        // 300 more bytes: "b" (closest to expiry) goes.
+        cache.insert(token_digest("c"), sized(&set, 400, 300), 0);
+        assert!(cache.get(&token_digest("b")).is_none());
+        assert_eq!((cache.len(), cache.bytes()), (2, 700));
+        // Replacing an entry counts its new size only.
+        cache.insert(token_digest("c"), sized(&set, 400, 500), 0);
+        assert_eq!((cache.len(), cache.bytes()), (2, 900));
+        cache.remove(&token_digest("a"));
+        assert_eq!(cache.bytes(), 500);
+        // A token over the whole budget is not kept, and evicts nothing.
+        cache.insert(token_digest("huge"), sized(&set, 500, 1001), 0);
+        assert_eq!((cache.len(), cache.bytes()), (1, 500));
     }
 }
