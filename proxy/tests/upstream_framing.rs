@@ -71,12 +71,7 @@ async fn raw_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
 
 async fn setup() -> (gitmesh_proxy::RunningProxy, Arc<AtomicUsize>) {
     let (addr, accepted) = raw_upstream().await;
-    let proxy = start(config(json!({
-        "version": "c1", "service": "web",
-        "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
-    })))
-    .await;
-    (proxy, accepted)
+    (start_outbound_to(addr).await, accepted)
 }
 
 #[tokio::test]
@@ -187,22 +182,9 @@ async fn wire(at: SocketAddr, request: &[u8], end: &[u8]) -> String {
 async fn early_hints_reach_fast_path_callers_on_both_sides() {
     tokio::time::timeout(TEST_LIMIT, async {
         let (addr, _) = raw_upstream().await;
-        let outbound = start(config(json!({
-            "version": "c1", "service": "web",
-            "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
-        })))
-        .await;
+        let outbound = start_outbound_to(addr).await;
         // The inbound side, with the raw upstream as its local app.
-        let settings = gitmesh_proxy::ProxySettings {
-            app: Some(addr.to_string()),
-            ..gitmesh_proxy::ProxySettings::loopback()
-        };
-        let inbound = gitmesh_proxy::Proxy::start(
-            settings,
-            config(json!({"version": "c1", "service": "up"})),
-        )
-        .await
-        .unwrap();
+        let inbound = start_inbound_to(addr).await;
         for at in [outbound.outbound_addr(), inbound.inbound_addr()] {
             let wire = wire(
                 at,
@@ -258,11 +240,7 @@ async fn early_hints_go_out_before_the_final_response_exists() {
                 .await
                 .unwrap();
         });
-        let proxy = start(config(json!({
-            "version": "c1", "service": "web",
-            "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
-        })))
-        .await;
+        let proxy = start_outbound_to(addr).await;
         let mut s = tokio::net::TcpStream::connect(proxy.outbound_addr())
             .await
             .unwrap();

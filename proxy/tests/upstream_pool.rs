@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::json;
 use support::*;
 
 /// A raw HTTP/1.1 upstream answering with 200 "ok", counting accepted
@@ -22,18 +21,11 @@ async fn raw_upstream(close_after_each: bool) -> (SocketAddr, Arc<AtomicUsize>) 
     .await
 }
 
-fn one_endpoint(addr: SocketAddr) -> serde_json::Value {
-    json!({
-        "version": "c1", "service": "web",
-        "upstreams": [{"name": "up", "endpoints": [{"address": addr.to_string()}]}]
-    })
-}
-
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
     tokio::time::timeout(TEST_LIMIT, async {
         let (addr, accepted) = raw_upstream(false).await;
-        let proxy = start(config(one_endpoint(addr))).await;
+        let proxy = start_outbound_to(addr).await;
         let c = client();
         for _ in 0..50 {
             let r = get(&c, proxy.outbound_addr(), "up", "/").await;
@@ -50,7 +42,7 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 async fn upstream_closing_kept_alive_connections_fails_no_request() {
     tokio::time::timeout(TEST_LIMIT, async {
         let (addr, accepted) = raw_upstream(true).await;
-        let proxy = start(config(one_endpoint(addr))).await;
+        let proxy = start_outbound_to(addr).await;
         let c = client();
         for i in 0..30 {
             let r = get(&c, proxy.outbound_addr(), "up", "/").await;
@@ -70,16 +62,7 @@ async fn upstream_closing_kept_alive_connections_fails_no_request() {
 async fn inbound_requests_reuse_one_connection_to_the_app() {
     tokio::time::timeout(TEST_LIMIT, async {
         let (app, accepted) = raw_upstream(false).await;
-        let settings = gitmesh_proxy::ProxySettings {
-            app: Some(app.to_string()),
-            ..gitmesh_proxy::ProxySettings::loopback()
-        };
-        let proxy = gitmesh_proxy::Proxy::start(
-            settings,
-            config(json!({"version": "c1", "service": "web"})),
-        )
-        .await
-        .unwrap();
+        let proxy = start_inbound_to(app).await;
         let c = client();
         for _ in 0..20 {
             let r = get(&c, proxy.inbound_addr(), "web", "/").await;

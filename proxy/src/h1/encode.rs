@@ -47,15 +47,7 @@ pub fn request_head(
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    fields(out, headers, true);
     length_header(out, length);
     out.extend_from_slice(b"\r\n");
 }
@@ -117,6 +109,15 @@ fn status_and_fields(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
+    fields(out, headers, own_framing);
+    if let Some(raw) = raw {
+        raw.write(out);
+    }
+}
+
+/// The map's fields as `name: value` lines, less its framing ones when
+/// the writer states the framing itself.
+fn fields(out: &mut Vec<u8>, headers: &HeaderMap, own_framing: bool) {
     for (name, value) in headers {
         if own_framing && (name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING) {
             continue;
@@ -125,9 +126,6 @@ fn status_and_fields(
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
-    }
-    if let Some(raw) = raw {
-        raw.write(out);
     }
 }
 

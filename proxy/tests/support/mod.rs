@@ -113,6 +113,30 @@ pub async fn start(config: ProxyConfig) -> RunningProxy {
         .unwrap()
 }
 
+/// A proxy (service `web`) whose outbound side sends service `up` to
+/// `upstream`.
+pub async fn start_outbound_to(upstream: SocketAddr) -> RunningProxy {
+    start(config(serde_json::json!({
+        "version": "c1", "service": "web",
+        "upstreams": [{"name": "up", "endpoints": [{"address": upstream.to_string()}]}]
+    })))
+    .await
+}
+
+/// A proxy (service `up`) whose inbound side forwards to the local `app`.
+pub async fn start_inbound_to(app: SocketAddr) -> RunningProxy {
+    let settings = ProxySettings {
+        app: Some(app.to_string()),
+        ..ProxySettings::loopback()
+    };
+    Proxy::start(
+        settings,
+        config(serde_json::json!({"version": "c1", "service": "up"})),
+    )
+    .await
+    .unwrap()
+}
+
 pub type TestClient = Client<HttpConnector, Full<Bytes>>;
 
 pub fn client() -> TestClient {
