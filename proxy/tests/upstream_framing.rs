@@ -168,6 +168,11 @@ async fn broken_answers_become_counted_502s() {
 async fn wire(at: SocketAddr, request: &[u8], end: &[u8]) -> String {
     let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
     s.write_all(request).await.unwrap();
+    read_until(&mut s, end).await
+}
+
+/// The bytes read from `s` up to and including `end`.
+async fn read_until(s: &mut tokio::net::TcpStream, end: &[u8]) -> String {
     let mut wire = Vec::new();
     while !wire.ends_with(end) {
         let mut chunk = [0u8; 1024];
@@ -252,14 +257,8 @@ async fn early_hints_go_out_before_the_final_response_exists() {
         s.read_exact(&mut got).await.unwrap();
         assert_eq!(got, hints);
         hints_read.send(()).unwrap();
-        let mut rest = Vec::new();
-        while !rest.ends_with(b"\r\n\r\nok") {
-            let mut chunk = [0u8; 1024];
-            let n = s.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed early");
-            rest.extend_from_slice(&chunk[..n]);
-        }
-        assert!(rest.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        let rest = read_until(&mut s, b"\r\n\r\nok").await;
+        assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest}");
     })
     .await
     .expect("the 103 arrived before the final response was sent");
