@@ -306,7 +306,7 @@ fn header_map(head: &Bytes, indices: &Indices) -> Result<(HeaderMap, Facts), H1E
         if kind.connection_level() && !names_others {
             continue;
         }
-        let name = match kind.name() {
+        let name = match kind.name().or_else(|| mesh_name(name)) {
             Some(known) => known,
             None => HeaderName::from_bytes(name)
                 .map_err(|_| H1Error::Parse(httparse::Error::HeaderName))?,
@@ -406,6 +406,52 @@ impl Kind {
             Kind::OtherConnectionLevel | Kind::Other => return None,
         })
     }
+}
+
+/// Names a mesh's requests commonly carry that `http` has no constant for
+/// (tracing, request ids, forwarding, gRPC). `HeaderName::from_bytes`
+/// allocates and copies such a name on every request; these are static.
+static MESH_NAMES: [HeaderName; 16] = [
+    HeaderName::from_static("b3"),
+    HeaderName::from_static("baggage"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("tracestate"),
+    HeaderName::from_static("traceparent"),
+    HeaderName::from_static("x-b3-spanid"),
+    HeaderName::from_static("x-request-id"),
+    HeaderName::from_static("x-b3-traceid"),
+    HeaderName::from_static("x-b3-sampled"),
+    HeaderName::from_static("grpc-timeout"),
+    HeaderName::from_static("grpc-encoding"),
+    HeaderName::from_static("x-forwarded-for"),
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-b3-parentspanid"),
+    HeaderName::from_static("grpc-accept-encoding"),
+];
+
+/// The static name for `name` if it is one of [`MESH_NAMES`] (any case).
+/// By length first, as [`Kind::of`]: a name of another length costs one
+/// jump.
+fn mesh_name(name: &[u8]) -> Option<HeaderName> {
+    let candidates: &[HeaderName] = match name.len() {
+        2 => &MESH_NAMES[0..1],
+        7 => &MESH_NAMES[1..2],
+        9 => &MESH_NAMES[2..3],
+        10 => &MESH_NAMES[3..4],
+        11 => &MESH_NAMES[4..6],
+        12 => &MESH_NAMES[6..10],
+        13 => &MESH_NAMES[10..11],
+        15 => &MESH_NAMES[11..12],
+        16 => &MESH_NAMES[12..13],
+        17 => &MESH_NAMES[13..15],
+        20 => &MESH_NAMES[15..16],
+        _ => return None,
+    };
+    candidates
+        .iter()
+        .find(|known| name.eq_ignore_ascii_case(known.as_str().as_bytes()))
+        .cloned()
 }
 
 /// What a message's framing and connection headers say.
@@ -696,6 +742,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn mesh_names_are_the_names_from_bytes_would_make() {
+        for known in &MESH_NAMES {
+            let lower = known.as_str();
+            // Each sits in the slice for its length.
+            assert_eq!(HeaderName::from_bytes(lower.as_bytes()).unwrap(), *known);
+            assert_eq!(
+                mesh_name(lower.to_ascii_uppercase().as_bytes()).as_ref(),
+                Some(known)
+            );
+        }
+        assert_eq!(mesh_name(b"traceparentx"), None);
+        assert_eq!(mesh_name(b"x-request-ix"), None);
+        let head = "GET / HTTP/1.1\r\nHost: a\r\nTraceParent: 00-1-2-01\r\nX-Other: 1\r\n\r\n";
+        let RequestParse::Ready(head) = parse_request(&mut BytesMut::from(head), LIMITS) else {
+            panic!("parsed")
+        };
+        assert_eq!(head.request.headers()["traceparent"], "00-1-2-01");
+        assert_eq!(head.request.headers()["x-other"], "1");
     }
 
     #[test]
