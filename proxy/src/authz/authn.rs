@@ -103,7 +103,7 @@ impl JwtAuthenticator {
         if let Some(valid_until) = jwt::accepted_until(&claims, provider.leeway_seconds) {
             let kept = Verified {
                 provider: index,
-                kid: head.kid,
+                kid: head.kid.map(Arc::from),
                 keys,
                 claims: claims.clone(),
                 valid_until,

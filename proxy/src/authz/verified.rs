@@ -47,7 +47,8 @@ pub struct Verified {
     /// The provider (its index in the config) and the key id the token
     /// named: what fetching the current key set needs.
     pub provider: usize,
-    pub kid: Option<String>,
+    /// Shared, so that a hit copies no string.
+    pub kid: Option<Arc<str>>,
     /// The set the signature was checked with.
     pub keys: Arc<JwkSet>,
     pub claims: Arc<Map<String, Value>>,
