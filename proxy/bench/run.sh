@@ -11,7 +11,11 @@
 #   - CPU time per request: the proxy's utime+stime (/proc/PID/stat, all of
 #     its processes) over the saturation run, divided by the requests wrk made;
 #   - p99 at a fixed rate: loadgen.rs (open loop, latency from each request's
-#     scheduled time) at FIXED_RATE req/s for FIXED_SECONDS.
+#     scheduled time) at FIXED_RATE req/s for FIXED_SECONDS;
+#   - the whole machine over the saturation run (/proc/stat): CPU time per
+#     request of wrk, upstream and proxy together, and the cores kept busy.
+#     Where the load shares the machine with the proxy, req/s is the one
+#     divided by the other.
 # Prints each round, then the medians over ROUNDS and gitmesh's ratios
 # (the median over rounds of each round's ratio), with their spread and a
 # verdict per target.
@@ -125,6 +129,13 @@ ticks() {
   echo "$user $sys"
 }
 HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+
+# The whole machine's CPU ticks from /proc/stat: "busy idle" (busy is
+# user, nice, system, irq, softirq and steal; idle is idle and iowait).
+machine_ticks() {
+  awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
+}
 
 # wrk prints latency with units; normalise to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
@@ -132,9 +143,11 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms
 RESULTS=$WORK/results
 : >"$RESULTS"
 measure() {
-  local name=$1 port=$2 pid=$3 out before after reqs rps p99 cpu user sys fixed fp99
+  local name=$1 port=$2 pid=$3 out before after mbefore mafter reqs rps p99 cpu user sys fixed fp99 mcpu cores
   before=$(ticks "$pid")
+  mbefore=$(machine_ticks)
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:$port/")
+  mafter=$(machine_ticks)
   after=$(ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -145,13 +158,19 @@ measure() {
   read -r user sys < <(echo "$before $after" | awk -v hz="$HZ" -v n="$reqs" \
     '{printf "%.2f %.2f\n", ($3 - $1) / hz * 1e6 / n, ($4 - $2) / hz * 1e6 / n}')
   cpu=$(awk -v u="$user" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
+  # The whole machine (load generator, upstream and proxy together): CPU
+  # µs per request, and how many of its cores were busy. On a machine the
+  # load shares with the proxy, saturation req/s is cores busy divided by
+  # machine CPU per request.
+  read -r mcpu cores < <(echo "$mbefore $mafter" | awk -v hz="$HZ" -v n="$reqs" -v ncpu="$NCPU" \
+    '{b = $3 - $1; i = $4 - $2; printf "%.2f %.3f\n", b / hz * 1e6 / n, ncpu * b / (b + i)}')
   sleep 1
   fixed=$("$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS" \
     "${REQUEST_HEADERS[@]}")
   fp99=$(echo "$fixed" | awk '{for (i = 1; i < NF; i++) if ($i == "p99") {sub(/ms$/, "", $(i+1)); print $(i+1)}}')
-  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  fixed-%s p99 %8sms  (%s)\n' \
-    "$name" "$rps" "$p99" "$cpu" "$user" "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4, "errors"}')"
-  echo "$name $rps $p99 $cpu $fp99 $user $sys" >>"$RESULTS"
+  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  machine %sus/req on %s cores  fixed-%s p99 %8sms  (%s)\n' \
+    "$name" "$rps" "$p99" "$cpu" "$user" "$mcpu" "$cores" "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4, "errors"}')"
+  echo "$name $rps $p99 $cpu $fp99 $user $sys $mcpu $cores" >>"$RESULTS"
   sleep 1
 }
 
@@ -177,21 +196,24 @@ for line in open(sys.argv[1]):
     name, *vals = line.split()
     rows.setdefault(name, []).append([float(v) for v in vals])
 med = {n: [statistics.median(c) for c in zip(*r)] for n, r in rows.items()}
-print(f"| target  | req/s  | p99 (saturated) | CPU µs/req | user | kernel | p99 at {sys.argv[2]}/s |")
-print("|---------|-------:|------:|------:|------:|------:|------:|")
+print(f"| target  | req/s  | p99 (saturated) | CPU µs/req | user | kernel | p99 at {sys.argv[2]}/s "
+      "| machine µs/req | cores busy |")
+print("|---------|-------:|------:|------:|------:|------:|------:|------:|------:|")
 for n in ["direct", "gitmesh", "nginx", "haproxy"]:
     if n in med:
-        rps, p99, cpu, fp99, user, kernel = med[n]
-        print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {user:.1f} | {kernel:.1f} | {fp99:.2f}ms |")
+        rps, p99, cpu, fp99, user, kernel, mcpu, cores = med[n]
+        print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {user:.1f} | {kernel:.1f} | {fp99:.2f}ms "
+              f"| {mcpu:.1f} | {cores:.2f} |")
 # Ratios per round (each round runs the targets back to back), then their
 # median: steadier on a shared machine than a ratio of medians.
 g = rows["gitmesh"]
 for other in ["nginx", "haproxy"]:
     o = rows[other]
-    r = [statistics.median(g[i][k] / o[i][k] for i in range(len(g))) for k in range(6)]
+    r = [statistics.median(g[i][k] / o[i][k] for i in range(len(g))) for k in range(8)]
     print(f"gitmesh/{other} (median of per-round ratios): req/s {r[0]:.2f}x  "
           f"cpu/req {r[2]:.2f}x (user {r[4]:.2f}x, kernel {r[5]:.2f}x)  "
-          f"p99@{sys.argv[2]}/s {r[3]:.2f}x  p99@saturation {r[1]:.2f}x")
+          f"p99@{sys.argv[2]}/s {r[3]:.2f}x  p99@saturation {r[1]:.2f}x  "
+          f"machine cpu/req {r[6]:.2f}x  cores busy {r[7]:.2f}x")
 
 # Each target of issue 3 against its bound, with the spread of the
 # per-round ratios and a 95% bootstrap interval of their median: "met" when
