@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use serde_json::json;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -216,6 +216,86 @@ async fn early_hints_reach_fast_path_callers_on_both_sides() {
             .body(Full::<Bytes>::default())
             .unwrap();
         assert_eq!(h2.send_request(req).await.unwrap().status(), 200);
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// The bytes read from `s` through the end of a chunked body: its last
+/// chunk and trailer section.
+async fn read_chunked_end(s: &mut tokio::net::TcpStream) -> String {
+    let mut wire = read_until(s, b"\r\n\r\n").await;
+    while !wire.contains("\r\n0\r\n") {
+        wire.push_str(&read_until(s, b"\r\n").await);
+    }
+    if !wire.ends_with("\r\n\r\n") {
+        wire.push_str(&read_until(s, b"\r\n\r\n").await);
+    }
+    wire
+}
+
+#[tokio::test]
+async fn response_trailers_reach_callers_on_both_sides() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (addr, _) = raw_upstream().await;
+        let outbound = start_outbound_to(addr).await;
+        let inbound = start_inbound_to(addr).await;
+        for at in [outbound.outbound_addr(), inbound.inbound_addr()] {
+            let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+            s.write_all(b"GET /chunked HTTP/1.1\r\nHost: up\r\n\r\n")
+                .await
+                .unwrap();
+            let wire = read_chunked_end(&mut s).await;
+            assert!(wire.contains("transfer-encoding: chunked\r\n"), "{wire}");
+            assert!(wire.ends_with("\r\n0\r\nx-trailer: t\r\n\r\n"), "{wire}");
+        }
+
+        // An HTTP/2 caller gets them as a trailing HEADERS frame.
+        let mut h2 = h2_connection(outbound.outbound_addr()).await;
+        let req = Request::get("http://up/chunked")
+            .body(Full::<Bytes>::default())
+            .unwrap();
+        let body = h2.send_request(req).await.unwrap().into_body();
+        let collected = body.collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-trailer"], "t");
+        assert_eq!(collected.to_bytes(), "hello, world");
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn request_trailers_reach_the_upstream() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (seen_tx, seen) = tokio::sync::oneshot::channel::<String>();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let wire = read_chunked_end(&mut s).await;
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            seen_tx.send(wire).unwrap();
+        });
+        let proxy = start_outbound_to(addr).await;
+        let answer = wire(
+            proxy.outbound_addr(),
+            b"POST /upload HTTP/1.1\r\nHost: up\r\ntransfer-encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
+            b"\r\n\r\nok",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let upstream_saw = seen.await.unwrap();
+        assert!(
+            upstream_saw.starts_with("POST /upload HTTP/1.1\r\n"),
+            "{upstream_saw}"
+        );
+        assert!(
+            upstream_saw.ends_with("\r\n0\r\nx-checksum: abc\r\n\r\n"),
+            "{upstream_saw}"
+        );
     })
     .await
     .expect("test finished in time");

@@ -179,10 +179,17 @@ impl ClientConn {
             .await
             .map_err(SendFailure::unsent)?;
         let mut sent: u64 = 0;
+        let mut trailers = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| SendFailure::sent(std::io::Error::other(e), true))?;
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers do not cross HTTP/1.1 here
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => {
+                    // Sent in the last chunk; a body framed by its length
+                    // has nowhere to carry them.
+                    trailers = frame.into_trailers().ok();
+                    continue;
+                }
             };
             if data.is_empty() {
                 continue;
@@ -212,7 +219,11 @@ impl ClientConn {
             }
         }
         match length {
-            BodyLength::Chunked => self.io.write_all(encode::LAST_CHUNK).await.map_err(io_sent),
+            BodyLength::Chunked => {
+                self.write.clear();
+                encode::last_chunk(&mut self.write, trailers.as_ref());
+                self.io.write_all(&self.write).await.map_err(io_sent)
+            }
             BodyLength::Known(n) if n != sent => {
                 Err(SendFailure::sent(H1Error::BadContentLength, true))
             }
@@ -352,6 +363,10 @@ impl Body for ResponseBody {
                         this.finish();
                     }
                     return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Decoded::Trailers(trailers)) => {
+                    this.finish();
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
                 }
                 Ok(Decoded::Done) => {
                     this.finish();

@@ -21,6 +21,8 @@ pub const READ_CHUNK: usize = 8 * 1024;
 /// Largest chunk-size line (size and extensions) or trailer section.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
+/// Most fields a trailer section may have.
+const MAX_TRAILER_FIELDS: usize = 32;
 
 /// Why a message could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -554,6 +556,9 @@ fn parse_length(digits: &[u8]) -> Option<u64> {
 pub enum Decoded {
     /// A piece of the body.
     Data(Bytes),
+    /// The trailer fields of a chunked body (end-to-end ones only); the
+    /// body is complete.
+    Trailers(HeaderMap),
     /// Nothing yet: read more bytes into the buffer.
     NeedMore,
     /// The body is complete.
@@ -566,9 +571,32 @@ enum State {
     ChunkSize,
     ChunkData(u64),
     ChunkDataEnd,
-    Trailers(usize),
+    Trailers,
     UntilClose,
     Done,
+}
+
+/// The fields of a trailer section (its lines and the empty line), but
+/// those about framing or the connection, which a trailer cannot carry
+/// (RFC 9110 §6.5.1) and which the writer of the next hop states itself.
+fn trailer_fields(section: &Bytes) -> Result<HeaderMap, H1Error> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    let parsed = match httparse::parse_headers(section, &mut fields) {
+        Ok(httparse::Status::Complete((_, parsed))) => parsed,
+        _ => return Err(H1Error::BadChunk),
+    };
+    let mut trailers = HeaderMap::with_capacity(parsed.len());
+    for field in parsed.iter() {
+        let kind = Kind::of(field.name.as_bytes());
+        if kind.connection_level() || kind == Kind::ContentLength {
+            continue;
+        }
+        let name = HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| H1Error::BadChunk)?;
+        let value = HeaderValue::from_maybe_shared(section.slice_ref(field.value))
+            .map_err(|_| H1Error::BadChunk)?;
+        trailers.append(name, value);
+    }
+    Ok(trailers)
 }
 
 /// Up to `n` bytes from the front of `buf` (none there: `None`), and how
@@ -637,7 +665,7 @@ impl BodyDecoder {
                     Ok(httparse::Status::Complete((used, size))) => {
                         buf.advance(used);
                         self.state = if size == 0 {
-                            State::Trailers(0)
+                            State::Trailers
                         } else {
                             State::ChunkData(size)
                         };
@@ -669,22 +697,29 @@ impl BodyDecoder {
                     buf.advance(2);
                     self.state = State::ChunkSize;
                 }
-                State::Trailers(seen) => {
-                    // Trailer fields are read and dropped, up to an empty line.
-                    let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
-                        if seen + buf.len() > MAX_TRAILERS {
+                State::Trailers => {
+                    // The trailer section is taken whole (at most
+                    // MAX_TRAILERS bytes), up to its empty line.
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        self.state = State::Done;
+                        continue;
+                    }
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        if buf.len() > MAX_TRAILERS {
                             return Err(H1Error::BadChunk);
                         }
                         return Ok(Decoded::NeedMore);
                     };
-                    buf.advance(end + 2);
-                    self.state = if end == 0 {
-                        State::Done
-                    } else if seen + end > MAX_TRAILERS {
+                    if end + 4 > MAX_TRAILERS {
                         return Err(H1Error::BadChunk);
-                    } else {
-                        State::Trailers(seen + end + 2)
-                    };
+                    }
+                    let section = buf.split_to(end + 4).freeze();
+                    self.state = State::Done;
+                    let trailers = trailer_fields(&section)?;
+                    if !trailers.is_empty() {
+                        return Ok(Decoded::Trailers(trailers));
+                    }
                 }
             }
         }
@@ -730,6 +765,7 @@ mod tests {
         loop {
             match d.decode(&mut buf)? {
                 Decoded::Data(b) => out.extend_from_slice(&b),
+                Decoded::Trailers(_) => {}
                 Decoded::Done => return Ok((out, true)),
                 Decoded::NeedMore if fed >= raw.len() => {
                     d.eof()?;
@@ -1098,10 +1134,15 @@ mod tests {
             let mut d = BodyDecoder::new(Framing::Chunked);
             let mut buf = BytesMut::new();
             let mut out = Vec::new();
+            let mut trailers = None;
             let mut fed = 0;
             loop {
                 match d.decode(&mut buf).unwrap() {
                     Decoded::Data(b) => out.extend_from_slice(&b),
+                    Decoded::Trailers(t) => {
+                        assert!(d.is_done(), "trailers end the body");
+                        trailers = Some(t);
+                    }
                     Decoded::Done => break,
                     Decoded::NeedMore => {
                         let end = (fed + step).min(raw.len());
@@ -1112,10 +1153,59 @@ mod tests {
                 }
             }
             assert_eq!(out, b"hello world", "step {step}");
+            assert_eq!(trailers.expect("trailers")["x-trailer"], "1", "step {step}");
             let mut rest = buf.to_vec();
             rest.extend_from_slice(&raw[fed..]);
             assert_eq!(rest, b"NEXT", "step {step}");
         }
+    }
+
+    /// Everything a chunked decoder yields for `raw`, given whole.
+    fn chunked_frames(raw: &[u8]) -> Result<Vec<Decoded>, H1Error> {
+        let mut d = BodyDecoder::new(Framing::Chunked);
+        let mut buf = BytesMut::from(raw);
+        let mut out = Vec::new();
+        loop {
+            match d.decode(&mut buf)? {
+                Decoded::Done => return Ok(out),
+                Decoded::NeedMore => return Err(H1Error::Incomplete),
+                decoded => out.push(decoded),
+            }
+        }
+    }
+
+    #[test]
+    fn trailers_keep_end_to_end_fields_only() {
+        let out = chunked_frames(
+            b"2\r\nok\r\n0\r\nX-Checksum: abc\r\ncontent-length: 9\r\n\
+              transfer-encoding: chunked\r\nconnection: close\r\nserver-timing: db;dur=5\r\n\r\n",
+        )
+        .unwrap();
+        let Some(Decoded::Trailers(t)) = out.last() else {
+            panic!("no trailers: {out:?}");
+        };
+        let names: Vec<&str> = t.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-checksum", "server-timing"]);
+        assert_eq!(t["x-checksum"], "abc");
+        // Only framing fields: no trailers at all.
+        let out = chunked_frames(b"2\r\nok\r\n0\r\ncontent-length: 9\r\n\r\n").unwrap();
+        assert_eq!(out, [Decoded::Data(Bytes::from_static(b"ok"))]);
+    }
+
+    #[test]
+    fn trailer_sections_are_bounded() {
+        let mut raw = b"0\r\n".to_vec();
+        while raw.len() <= MAX_TRAILERS {
+            raw.extend_from_slice(b"x-pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        // Over the bound before its end arrived, and with its end.
+        assert!(matches!(chunked_frames(&raw), Err(H1Error::BadChunk)));
+        raw.extend_from_slice(b"\r\n");
+        assert!(matches!(chunked_frames(&raw), Err(H1Error::BadChunk)));
+        assert!(matches!(
+            chunked_frames(b"0\r\nbad name: 1\r\n\r\n"),
+            Err(H1Error::BadChunk)
+        ));
     }
 
     #[test]

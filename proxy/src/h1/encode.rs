@@ -182,12 +182,35 @@ pub fn chunk_start(out: &mut Vec<u8>, len: usize) {
 /// What follows each chunk's data.
 pub const CHUNK_END: &[u8] = b"\r\n";
 /// The last chunk of a chunked body (no trailers).
-pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// The last chunk of a chunked body with its trailer fields, if any.
+pub fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
+    match trailers {
+        Some(trailers) if !trailers.is_empty() => {
+            out.extend_from_slice(b"0\r\n");
+            fields(out, trailers, true);
+            out.extend_from_slice(b"\r\n");
+        }
+        _ => out.extend_from_slice(LAST_CHUNK),
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn last_chunk_carries_trailers() {
+        let mut out = Vec::new();
+        last_chunk(&mut out, None);
+        last_chunk(&mut out, Some(&HeaderMap::new()));
+        let mut t = HeaderMap::new();
+        t.insert("x-checksum", HeaderValue::from_static("abc"));
+        last_chunk(&mut out, Some(&t));
+        assert_eq!(out, b"0\r\n\r\n0\r\n\r\n0\r\nx-checksum: abc\r\n\r\n");
+    }
 
     #[test]
     fn head_drops_framing_headers_and_adds_its_own() {

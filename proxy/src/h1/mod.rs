@@ -10,12 +10,16 @@
 //!
 //! - [`decode`]: a message head parsed with `httparse` into `http` types
 //!   (values share the read buffer), the body's framing (RFC 9112 §6.3) and
-//!   a body decoder (content-length, chunked, until close);
+//!   a body decoder (content-length, chunked, until close; a chunked
+//!   body's trailer fields become its trailers frame, but for framing and
+//!   connection fields);
 //! - [`raw`]: a response's end-to-end header lines kept as they came, so a
 //!   response no filter edits is relayed without an `http::HeaderMap`
 //!   (turned into one where the proxy reads or edits headers, or hyper
 //!   writes them);
-//! - [`encode`]: request and response heads and chunked framing;
+//! - [`encode`]: request and response heads and chunked framing, trailers
+//!   in the last chunk (a body framed by its length has nowhere to carry
+//!   them: dropped, as RFC 9110 §6.5.1 allows);
 //! - `client`: one upstream connection that sends a request and reads the
 //!   response, its body streamed by `client::ResponseBody` and the
 //!   connection handed back to the endpoint's idle pool at the body's end;

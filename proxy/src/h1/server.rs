@@ -287,6 +287,7 @@ impl Conn {
             return Ok(());
         };
         let mut sent: u64 = 0;
+        let mut trailers = None;
         loop {
             // Frames that are ready now join the head in one write; before
             // waiting for more, what is gathered goes out.
@@ -310,7 +311,13 @@ impl Conn {
                 Some(Err(e)) => return Err(std::io::Error::other(e)),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) if !data.is_empty() => data,
-                    _ => continue, // trailers do not cross HTTP/1.1 here
+                    Ok(_) => continue,
+                    Err(frame) => {
+                        // Written in the last chunk; a body framed by its
+                        // length has nowhere to carry them.
+                        trailers = frame.into_trailers().ok();
+                        continue;
+                    }
                 },
             };
             sent += data.len() as u64;
@@ -333,7 +340,7 @@ impl Conn {
             }
         }
         match length {
-            BodyLength::Chunked => self.write.extend_from_slice(encode::LAST_CHUNK),
+            BodyLength::Chunked => encode::last_chunk(&mut self.write, trailers.as_ref()),
             BodyLength::Known(n) if n != sent => {
                 return Err(std::io::Error::other("response body length mismatch"));
             }
