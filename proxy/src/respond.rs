@@ -24,13 +24,15 @@ pub fn error(status: StatusCode, reason: &'static str) -> Response<ProxyBody> {
     r
 }
 
-/// Whether `name` is one of the standard hop-by-hop headers.
+/// Whether `name` is one of the standard hop-by-hop headers. `Trailer` is
+/// not: it announces the trailer fields at a chunked body's end, which pass
+/// end to end (RFC 9110 §6.6.2), and hyper's HTTP/1 writer sends only the
+/// trailer fields it names.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::CONNECTION
         || name == header::TRANSFER_ENCODING
         || name == header::UPGRADE
         || name == header::TE
-        || name == header::TRAILER
         || name == header::PROXY_AUTHORIZATION
         || name == KEEP_ALIVE
         || name == PROXY_CONNECTION
@@ -110,8 +112,10 @@ mod tests {
         h.insert(header::TE, "trailers".parse().unwrap());
         h.insert("proxy-connection", "keep-alive".parse().unwrap());
         h.insert(header::ACCEPT, "*/*".parse().unwrap());
+        h.insert(header::TRAILER, "x-checksum".parse().unwrap());
         strip_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2);
+        assert_eq!(h[header::TRAILER], "x-checksum");
         let mut clean = HeaderMap::new();
         clean.insert(header::ACCEPT, "*/*".parse().unwrap());
         strip_hop_by_hop(&mut clean);

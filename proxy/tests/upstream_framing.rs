@@ -23,7 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 fn answer(path: &str) -> (&'static [u8], bool) {
     match path {
         "/chunked" => (
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: x-trailer\r\n\r\n\
               5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nx-trailer: t\r\n\r\n",
             false,
         ),
@@ -240,14 +240,24 @@ async fn response_trailers_reach_callers_on_both_sides() {
         let (addr, _) = raw_upstream().await;
         let outbound = start_outbound_to(addr).await;
         let inbound = start_inbound_to(addr).await;
-        for at in [outbound.outbound_addr(), inbound.inbound_addr()] {
-            let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
-            s.write_all(b"GET /chunked HTTP/1.1\r\nHost: up\r\n\r\n")
-                .await
-                .unwrap();
-            let wire = read_chunked_end(&mut s).await;
-            assert!(wire.contains("transfer-encoding: chunked\r\n"), "{wire}");
-            assert!(wire.ends_with("\r\n0\r\nx-trailer: t\r\n\r\n"), "{wire}");
+        // The fast path on both sides, then hyper's HTTP/1.1 path (a
+        // request with `Expect` hands the connection to hyper, which sends
+        // trailers to callers that accept them with `TE: trailers`).
+        let requests: [&[u8]; 2] = [
+            b"GET /chunked HTTP/1.1\r\nHost: up\r\n\r\n",
+            b"GET /chunked HTTP/1.1\r\nHost: up\r\nExpect: 100-continue\r\nTE: trailers\r\n\
+              content-length: 0\r\n\r\n",
+        ];
+        for request in requests {
+            for at in [outbound.outbound_addr(), inbound.inbound_addr()] {
+                let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+                s.write_all(request).await.unwrap();
+                let wire = read_chunked_end(&mut s).await;
+                let wire = wire.to_ascii_lowercase();
+                assert!(wire.contains("transfer-encoding: chunked\r\n"), "{wire}");
+                assert!(wire.contains("\r\ntrailer: x-trailer\r\n"), "{wire}");
+                assert!(wire.ends_with("\r\n0\r\nx-trailer: t\r\n\r\n"), "{wire}");
+            }
         }
 
         // An HTTP/2 caller gets them as a trailing HEADERS frame.

@@ -354,7 +354,7 @@ enum Kind {
     TransferEncoding,
     Connection,
     Upgrade,
-    /// `te`, `trailer`, `keep-alive`, `proxy-connection`.
+    /// `te`, `keep-alive`, `proxy-connection`.
     OtherConnectionLevel,
     Expect,
     Date,
@@ -372,7 +372,6 @@ impl Kind {
             4 if is("date") => Kind::Date,
             6 if is("expect") => Kind::Expect,
             7 if is("upgrade") => Kind::Upgrade,
-            7 if is("trailer") => Kind::OtherConnectionLevel,
             10 if is("connection") => Kind::Connection,
             10 if is("keep-alive") => Kind::OtherConnectionLevel,
             14 if is("content-length") => Kind::ContentLength,
