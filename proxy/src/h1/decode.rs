@@ -570,7 +570,9 @@ enum State {
     ChunkSize,
     ChunkData(u64),
     ChunkDataEnd,
-    Trailers,
+    /// In the trailer section, whose end was looked for in the first
+    /// `usize` bytes of the buffer already.
+    Trailers(usize),
     UntilClose,
     Done,
 }
@@ -664,7 +666,7 @@ impl BodyDecoder {
                     Ok(httparse::Status::Complete((used, size))) => {
                         buf.advance(used);
                         self.state = if size == 0 {
-                            State::Trailers
+                            State::Trailers(0)
                         } else {
                             State::ChunkData(size)
                         };
@@ -696,7 +698,7 @@ impl BodyDecoder {
                     buf.advance(2);
                     self.state = State::ChunkSize;
                 }
-                State::Trailers => {
+                State::Trailers(scanned) => {
                     // The trailer section is taken whole (at most
                     // MAX_TRAILERS bytes), up to its empty line.
                     if buf.starts_with(b"\r\n") {
@@ -704,10 +706,18 @@ impl BodyDecoder {
                         self.state = State::Done;
                         continue;
                     }
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    // Resumed where the last look ended (less what may be
+                    // the start of the final CRLF CRLF).
+                    let from = scanned.saturating_sub(3);
+                    let Some(end) = buf[from..]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|i| from + i)
+                    else {
                         if buf.len() > MAX_TRAILERS {
                             return Err(H1Error::BadChunk);
                         }
+                        self.state = State::Trailers(buf.len());
                         return Ok(Decoded::NeedMore);
                     };
                     if end + 4 > MAX_TRAILERS {
