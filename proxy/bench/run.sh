@@ -162,7 +162,7 @@ RESULTS=$WORK/results
 : >"$RESULTS"
 measure() {
   local name=$1 port=$2 pid=$3 out before after mbefore mafter pbefore pafter
-  local reqs rps p99 cpu user sys fixed fp99 errors mcpu cores preempted
+  local reqs rps p99 cpu user sys fixed fp99 fixed_note mcpu cores preempted
   before=$(ticks "$pid")
   mbefore=$(machine_ticks)
   pbefore=$(preemptions "$pid")
@@ -187,19 +187,15 @@ measure() {
     '{b = $3 - $1; i = $4 - $2; printf "%.2f %.3f\n", b / hz * 1e6 / n, ncpu * b / (b + i)}')
   preempted=$(awk -v a="$pbefore" -v b="$pafter" -v n="$reqs" 'BEGIN {printf "%.2f", (b - a) * 100 / n}')
   sleep 1
-  fp99=0 errors=0
+  fp99=0 fixed_note=
   if [ "$FIXED_SECONDS" != 0 ]; then
     fixed=$("$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS" \
       "${REQUEST_HEADERS[@]}")
     fp99=$(echo "$fixed" | awk '{for (i = 1; i < NF; i++) if ($i == "p99") {sub(/ms$/, "", $(i+1)); print $(i+1)}}')
-    errors=$(echo "$fixed" | awk '{print $4}')
+    fixed_note=$(printf '  fixed-%s p99 %8sms  (%s errors)' "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4}')")
   fi
-  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  machine %sus/req on %s cores  preempted %s/100 req' \
-    "$name" "$rps" "$p99" "$cpu" "$user" "$mcpu" "$cores" "$preempted"
-  if [ "$FIXED_SECONDS" != 0 ]; then
-    printf '  fixed-%s p99 %8sms  (%s errors)' "$FIXED_RATE" "$fp99" "$errors"
-  fi
-  echo
+  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  machine %sus/req on %s cores  preempted %s/100 req%s\n' \
+    "$name" "$rps" "$p99" "$cpu" "$user" "$mcpu" "$cores" "$preempted" "$fixed_note"
   echo "$name $rps $p99 $cpu $fp99 $user $sys $mcpu $cores $preempted" >>"$RESULTS"
   sleep 1
 }
