@@ -5,6 +5,8 @@
 //! allocation for the body wrapper.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -24,11 +26,8 @@ pub enum ProxyBody {
     Empty,
     /// A fully buffered body; `None` once its single frame was sent.
     Full(Option<Bytes>),
-    /// A body streamed straight from the peer.
-    Streaming(Incoming),
-    /// The start of a request body that was read while trying to buffer it
-    /// (then found too large), followed by the rest, streamed.
-    Prefixed(Option<Bytes>, Incoming),
+    /// A request body streamed from the caller.
+    Caller(CallerBody),
     /// An upstream response body (its connection goes back to the pool at
     /// the end).
     Upstream(UpstreamBody),
@@ -80,6 +79,79 @@ impl Body for UpstreamBody {
     }
 }
 
+/// A request body streamed from the caller: what was read of it while
+/// trying to buffer it (then found too large), if anything, and the rest.
+///
+/// Once watched, it remembers whether reading it failed (a malformed chunk,
+/// a caller gone mid-upload), so that a try it breaks is answered as the
+/// caller's fault and not charged to the upstream (hyper's HTTP/2 client
+/// reports such a try as a reset stream, which says nothing of the cause).
+#[derive(Debug)]
+pub struct CallerBody {
+    prefix: Option<Bytes>,
+    rest: Incoming,
+    failed: Option<Arc<AtomicBool>>,
+}
+
+impl CallerBody {
+    pub fn new(rest: Incoming) -> Self {
+        CallerBody {
+            prefix: None,
+            rest,
+            failed: None,
+        }
+    }
+
+    /// The same body with `prefix` (read from it already) sent first.
+    pub fn prefixed(mut self, prefix: Bytes) -> Self {
+        debug_assert!(self.prefix.is_none(), "a body is buffered once");
+        self.prefix = Some(prefix);
+        self
+    }
+
+    /// A flag that turns true if reading the rest of the body fails.
+    pub fn watch(&mut self) -> Arc<AtomicBool> {
+        self.failed
+            .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
+            .clone()
+    }
+}
+
+impl Body for CallerBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = self.get_mut();
+        if let Some(p) = this.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(p))));
+        }
+        let polled = Pin::new(&mut this.rest).poll_frame(cx);
+        if let (Poll::Ready(Some(Err(_))), Some(failed)) = (&polled, &this.failed) {
+            failed.store(true, Ordering::Relaxed);
+        }
+        polled.map_err(BodyError::from)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let inner = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + extra);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + extra);
+        }
+        hint
+    }
+}
+
 impl ProxyBody {
     pub fn bytes(bytes: Bytes) -> Self {
         if bytes.is_empty() {
@@ -93,6 +165,15 @@ impl ProxyBody {
     pub fn raw_headers(&self) -> Option<&RawHeaders> {
         match self {
             ProxyBody::Upstream(UpstreamBody::H1(b)) => b.raw_headers(),
+            _ => None,
+        }
+    }
+
+    /// For a body streamed from the caller, a flag that turns true if
+    /// reading it fails (see [`CallerBody`]).
+    pub fn watch_caller(&mut self) -> Option<Arc<AtomicBool>> {
+        match self {
+            ProxyBody::Caller(c) => Some(c.watch()),
             _ => None,
         }
     }
@@ -122,7 +203,7 @@ pub fn materialize_headers(headers: &mut HeaderMap, body: &mut ProxyBody) {
 
 impl From<Incoming> for ProxyBody {
     fn from(body: Incoming) -> Self {
-        ProxyBody::Streaming(body)
+        ProxyBody::Caller(CallerBody::new(body))
     }
 }
 
@@ -137,12 +218,8 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBody::Streaming(body) => Pin::new(body).poll_frame(cx).map_err(BodyError::from),
+            ProxyBody::Caller(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
-            ProxyBody::Prefixed(prefix, rest) => match prefix.take() {
-                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
-                None => Pin::new(rest).poll_frame(cx).map_err(BodyError::from),
-            },
         }
     }
 
@@ -150,9 +227,8 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(data) => data.is_none(),
-            ProxyBody::Streaming(body) => body.is_end_stream(),
+            ProxyBody::Caller(body) => body.is_end_stream(),
             ProxyBody::Upstream(body) => body.is_end_stream(),
-            ProxyBody::Prefixed(prefix, rest) => prefix.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -162,18 +238,8 @@ impl Body for ProxyBody {
             ProxyBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            ProxyBody::Streaming(body) => body.size_hint(),
+            ProxyBody::Caller(body) => body.size_hint(),
             ProxyBody::Upstream(body) => body.size_hint(),
-            ProxyBody::Prefixed(prefix, rest) => {
-                let extra = prefix.as_ref().map_or(0, |p| p.len() as u64);
-                let inner = rest.size_hint();
-                let mut hint = SizeHint::new();
-                hint.set_lower(inner.lower() + extra);
-                if let Some(upper) = inner.upper() {
-                    hint.set_upper(upper + extra);
-                }
-                hint
-            }
         }
     }
 }

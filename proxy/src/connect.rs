@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -203,6 +203,12 @@ pub enum SendError {
     Connect,
     /// The connection failed after the request was (possibly) sent.
     Reset,
+    /// The upstream's HTTP/1.1 response could not be read as one (a
+    /// malformed head, disagreeing lengths, an unknown transfer coding).
+    Malformed,
+    /// The caller's own request body failed while it was being sent (a
+    /// malformed chunk, a caller gone mid-upload): not the upstream's fault.
+    CallerBody,
 }
 
 struct IdleConn {
@@ -268,6 +274,11 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// Whether a watched caller body failed.
+fn failed(caller: &Option<Arc<AtomicBool>>) -> bool {
+    caller.as_ref().is_some_and(|f| f.load(Ordering::Relaxed))
+}
+
 impl UpstreamClient {
     /// Sends `req` (absolute URI: `http://<endpoint>/path`) to the endpoint
     /// `authority`, whose idle HTTP/1.1 connections are `idle`.
@@ -278,11 +289,14 @@ impl UpstreamClient {
         req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if self.key.http2 {
+            let mut req = req;
+            let caller = req.body_mut().watch_caller();
             // Boxed: hyper's request future is large, and callers that
             // also hold the HTTP/1.1 send would carry (and copy) it.
             return match Box::pin(self.client.request(req)).await {
                 Ok(r) => Ok(r.map(UpstreamBody::H2)),
                 Err(e) if e.is_connect() => Err(SendError::Connect),
+                Err(_) if failed(&caller) => Err(SendError::CallerBody),
                 Err(_) => Err(SendError::Reset),
             };
         }
@@ -304,7 +318,7 @@ impl UpstreamClient {
         method: &Method,
         target: &str,
         mut headers: http::HeaderMap,
-        body: ProxyBody,
+        mut body: ProxyBody,
     ) -> Result<Response<UpstreamBody>, SendError> {
         if !headers.contains_key(header::HOST)
             && let Ok(v) = http::HeaderValue::from_str(authority.as_str())
@@ -312,6 +326,7 @@ impl UpstreamClient {
             headers.insert(header::HOST, v);
         }
         let resend = body.try_clone();
+        let caller = body.watch_caller();
         let mut body = Some(body);
         loop {
             let (conn, reused) = match idle.checkout() {
@@ -339,7 +354,13 @@ impl UpstreamClient {
                 }
                 Err(f) => {
                     tracing::debug!(error = %f.error, upstream = %authority, "upstream HTTP/1.1 exchange failed");
-                    return Err(SendError::Reset);
+                    return Err(if failed(&caller) {
+                        SendError::CallerBody
+                    } else if f.malformed {
+                        SendError::Malformed
+                    } else {
+                        SendError::Reset
+                    });
                 }
             }
         }

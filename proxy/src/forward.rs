@@ -10,7 +10,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use tokio_util::either::Either;
 
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::{BodyError, ProxyBody, UpstreamBody};
 use crate::clock::Clock;
 use crate::connect::SendError;
 use crate::endpoint::EndpointState;
@@ -37,7 +37,7 @@ impl RequestBody {
         body: ProxyBody,
         want_replay: bool,
         limit: usize,
-    ) -> Result<(RequestBody, bool), hyper::Error> {
+    ) -> Result<(RequestBody, bool), BodyError> {
         use http_body::Body;
         use http_body_util::BodyExt;
         let mut body = match body {
@@ -51,7 +51,7 @@ impl RequestBody {
                 }
                 return Ok((RequestBody::Streaming(ProxyBody::Full(Some(b))), false));
             }
-            ProxyBody::Streaming(body) if want_replay => body,
+            ProxyBody::Caller(body) if want_replay => body,
             other => return Ok((RequestBody::Streaming(other), true)),
         };
         if body.is_end_stream() {
@@ -59,7 +59,7 @@ impl RequestBody {
         }
         if body.size_hint().lower() > limit as u64 {
             // An announced length over the bound: do not read any of it.
-            return Ok((RequestBody::Streaming(ProxyBody::Streaming(body)), false));
+            return Ok((RequestBody::Streaming(ProxyBody::Caller(body)), false));
         }
         let mut first: Option<Bytes> = None;
         let mut more = BytesMut::new();
@@ -85,7 +85,7 @@ impl RequestBody {
                     more.freeze()
                 };
                 return Ok((
-                    RequestBody::Streaming(ProxyBody::Prefixed(Some(prefix), body)),
+                    RequestBody::Streaming(ProxyBody::Caller(body.prefixed(prefix))),
                     false,
                 ));
             }
@@ -140,10 +140,13 @@ impl Failure {
             TryOutcome::ConnectFailure => {
                 Failure::new(StatusCode::SERVICE_UNAVAILABLE, outcome.reason())
             }
-            TryOutcome::Reset => Failure::new(StatusCode::BAD_GATEWAY, outcome.reason()),
+            TryOutcome::Reset | TryOutcome::Malformed => {
+                Failure::new(StatusCode::BAD_GATEWAY, outcome.reason())
+            }
             TryOutcome::PerTryTimeout => {
                 Failure::new(StatusCode::GATEWAY_TIMEOUT, outcome.reason())
             }
+            TryOutcome::CallerBody => Failure::new(StatusCode::BAD_REQUEST, outcome.reason()),
             TryOutcome::Status(s) => Failure::new(s, outcome.reason()),
         }
     }
@@ -225,6 +228,8 @@ async fn try_once(
     result.map_err(|e| match e {
         SendError::Connect => TryOutcome::ConnectFailure,
         SendError::Reset => TryOutcome::Reset,
+        SendError::Malformed => TryOutcome::Malformed,
+        SendError::CallerBody => TryOutcome::CallerBody,
     })
 }
 
@@ -286,12 +291,16 @@ pub async fn forward(
             Err(o) => *o,
         };
         let observation = match outcome {
-            TryOutcome::Status(s) if s.is_server_error() => Observation::ServerError,
-            TryOutcome::Status(_) => Observation::Success,
-            TryOutcome::ConnectFailure | TryOutcome::Reset => Observation::ConnectFailure,
-            TryOutcome::PerTryTimeout => Observation::ServerError,
+            TryOutcome::Status(s) if s.is_server_error() => Some(Observation::ServerError),
+            TryOutcome::Status(_) => Some(Observation::Success),
+            TryOutcome::ConnectFailure | TryOutcome::Reset => Some(Observation::ConnectFailure),
+            TryOutcome::Malformed | TryOutcome::PerTryTimeout => Some(Observation::ServerError),
+            // Says nothing of the endpoint.
+            TryOutcome::CallerBody => None,
         };
-        service.observe(endpoint, observation, clock);
+        if let Some(observation) = observation {
+            service.observe(endpoint, observation, clock);
+        }
         if outcome == TryOutcome::PerTryTimeout {
             service.metrics.per_try_timeouts.inc();
         }

@@ -129,6 +129,8 @@ impl Inbound {
                 Err((StatusCode::SERVICE_UNAVAILABLE, "app-connect-failure"))
             }
             Err(SendError::Reset) => Err((StatusCode::BAD_GATEWAY, "app-reset")),
+            Err(SendError::Malformed) => Err((StatusCode::BAD_GATEWAY, "app-malformed-response")),
+            Err(SendError::CallerBody) => Err((StatusCode::BAD_REQUEST, "request-body-error")),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! under a reconciler.
 
 mod admin;
+mod ambiguous;
 mod authz;
 mod balance;
 mod body;

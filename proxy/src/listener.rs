@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, header};
 use hyper::body::Incoming;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::service::service_fn;
@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 
 use gitmesh_proxy_config::MtlsMode;
 
+use crate::ambiguous;
 use crate::body::{ProxyBody, materialize_headers};
 use crate::h1;
 use crate::h1::decode::RequestLimits;
@@ -48,6 +49,7 @@ use crate::h1::server::{CloseReason, ConnInfo, Ended, MAX_INLINE_BODY, REQUEST_T
 use crate::metrics::Metrics;
 use crate::mtls::{InboundTls, MeshStream, MeshTls};
 use crate::peer::PeerIdentity;
+use crate::respond;
 
 /// hyper's own HTTP/1.1 header count limit.
 const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
@@ -320,13 +322,25 @@ where
                 Ended::Handoff { io, read } => (io, read),
             };
         let identity = info.identity;
+        let refusals = metrics.clone();
         let svc = service_fn(move |req: Request<Incoming>| {
-            let mut req = req.map(ProxyBody::Streaming);
+            let mut req = req.map(ProxyBody::from);
             if let Some(id) = &identity {
                 req.extensions_mut().insert(id.clone());
             }
+            let refused = ambiguous::refusal(req.headers()).map(|(status, reason)| {
+                refusals.error(name, reason);
+                tracing::info!(listener = name, %peer, status = status.as_u16(), reason, "request refused");
+                let mut r = respond::error(status, reason);
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                r
+            });
             let h = handler.clone();
             async move {
+                if let Some(r) = refused {
+                    return Ok::<_, Infallible>(r);
+                }
                 let (mut parts, mut body) = h(req, peer).await.into_parts();
                 // hyper writes the map only.
                 materialize_headers(&mut parts.headers, &mut body);

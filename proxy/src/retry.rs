@@ -17,7 +17,11 @@ pub enum TryOutcome {
     Status(StatusCode),
     ConnectFailure,
     Reset,
+    /// The upstream's response could not be parsed.
+    Malformed,
     PerTryTimeout,
+    /// The caller's request body failed while it was being sent.
+    CallerBody,
 }
 
 impl TryOutcome {
@@ -27,7 +31,9 @@ impl TryOutcome {
             TryOutcome::Status(_) => "status",
             TryOutcome::ConnectFailure => "connect-failure",
             TryOutcome::Reset => "upstream-reset",
+            TryOutcome::Malformed => "upstream-malformed-response",
             TryOutcome::PerTryTimeout => "per-try-timeout",
+            TryOutcome::CallerBody => "request-body-error",
         }
     }
 }
@@ -83,8 +89,11 @@ impl RetryPlan {
                     || self.codes.contains(&code)
             }
             TryOutcome::ConnectFailure => self.connect_failure,
-            TryOutcome::Reset => self.reset,
+            // A response that cannot be read is as good as none.
+            TryOutcome::Reset | TryOutcome::Malformed => self.reset,
             TryOutcome::PerTryTimeout => self.per_try_timeout_retry,
+            // The body is gone (and streamed bodies are never retried).
+            TryOutcome::CallerBody => false,
         }
     }
 
@@ -134,7 +143,17 @@ mod tests {
         assert!(plan.retryable(s(409)));
         assert!(!plan.retryable(s(200)));
         assert!(plan.retryable(TryOutcome::Reset));
+        assert!(plan.retryable(TryOutcome::Malformed));
         assert!(!plan.retryable(TryOutcome::ConnectFailure));
         assert!(!plan.retryable(TryOutcome::PerTryTimeout));
+        assert!(!plan.retryable(TryOutcome::CallerBody));
+        let everything: RetryPolicy = serde_json::from_str(
+            r#"{"attempts":2,"retryOn":["5xx","gateway-error","reset","connect-failure","per-try-timeout"]}"#,
+        )
+        .unwrap();
+        assert!(!RetryPlan::new(&everything).retryable(TryOutcome::CallerBody));
+        let no_reset: RetryPolicy =
+            serde_json::from_str(r#"{"attempts":2,"retryOn":["5xx"]}"#).unwrap();
+        assert!(!RetryPlan::new(&no_reset).retryable(TryOutcome::Malformed));
     }
 }

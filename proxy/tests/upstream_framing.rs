@@ -136,16 +136,20 @@ async fn broken_answers_become_counted_502s() {
     tokio::time::timeout(TEST_LIMIT, async {
         let (proxy, _) = setup().await;
         let c = client();
-        for path in ["/garbage", "/cut-head"] {
+        // A head that is no HTTP, and one cut by the upstream's close.
+        for (path, reason) in [
+            ("/garbage", "upstream-malformed-response"),
+            ("/cut-head", "upstream-reset"),
+        ] {
             let r = get(&c, proxy.outbound_addr(), "up", path).await;
             assert_eq!(r.status, 502, "{path}");
-            assert_eq!(r.headers["x-gitmesh-error"], "upstream-reset", "{path}");
+            assert_eq!(r.headers["x-gitmesh-error"], reason, "{path}");
+            let metrics = admin_get(&proxy, "/metrics").await.body;
+            assert!(
+                metrics.contains(&format!(r#"reason="{reason}"}} 1"#)),
+                "the reason is counted:\n{metrics}"
+            );
         }
-        let metrics = admin_get(&proxy, "/metrics").await.body;
-        assert!(
-            metrics.contains(r#"reason="upstream-reset""#),
-            "the reason is counted:\n{metrics}"
-        );
         // A body cut short after its head: the client's exchange fails (at
         // the head or in the body, as the bytes happen to be flushed)
         // instead of passing a short body off as whole.

@@ -53,6 +53,8 @@ pub struct SendFailure {
     /// The upstream stopped taking the rest of a request it had started
     /// to receive (the one failure an early answer can explain).
     pub write_cut: bool,
+    /// What the upstream sent was not a valid response head.
+    pub malformed: bool,
 }
 
 impl SendFailure {
@@ -62,6 +64,7 @@ impl SendFailure {
             unsent: true,
             nothing_received: true,
             write_cut: false,
+            malformed: false,
         }
     }
 
@@ -71,6 +74,7 @@ impl SendFailure {
             unsent: false,
             nothing_received,
             write_cut: false,
+            malformed: false,
         }
     }
 }
@@ -244,7 +248,12 @@ impl ClientConn {
                     }
                     Ok(Some(head)) => return Ok(head),
                     Ok(None) => {}
-                    Err(e) => return Err(SendFailure::sent(e, false)),
+                    Err(e) => {
+                        return Err(SendFailure {
+                            malformed: true,
+                            ..SendFailure::sent(e, false)
+                        });
+                    }
                 }
             }
             self.read.reserve(READ_CHUNK);

@@ -35,6 +35,8 @@ pub enum H1Error {
     BadContentLength,
     #[error("malformed chunked body")]
     BadChunk,
+    #[error("a transfer coding other than chunked alone")]
+    TransferCoding,
     #[error("the connection closed before the message was complete")]
     Incomplete,
     #[error("unexpected 101 Switching Protocols (no upgrade was asked for)")]
@@ -266,7 +268,9 @@ pub fn parse_request(buf: &mut BytesMut, limits: RequestLimits) -> RequestParse 
     let Ok((headers, facts)) = header_map(&head, &indices) else {
         return unsupported(buf);
     };
-    if facts.expect_or_upgrade || facts.chunked.is_some() {
+    // Several `Host` lines are refused (RFC 9112 §3.2): hyper's path
+    // answers them.
+    if facts.expect_or_upgrade || facts.chunked.is_some() || facts.hosts > 1 {
         return unsupported(buf);
     }
     let body_length = match facts.framing(false) {
@@ -458,8 +462,10 @@ fn mesh_name(name: &[u8]) -> Option<HeaderName> {
 /// What a message's framing and connection headers say.
 #[derive(Debug, Default)]
 struct Facts {
-    /// `transfer-encoding` present: whether its final coding is chunked.
+    /// `transfer-encoding` present: whether it names chunked, alone, once.
     chunked: Option<bool>,
+    /// `Host` lines seen (counted to two).
+    hosts: u8,
     content_length: Option<u64>,
     /// Unparseable or disagreeing `content-length` values.
     bad_length: bool,
@@ -486,9 +492,17 @@ impl Facts {
                 }
             }
             Kind::TransferEncoding => {
-                let last = tokens().next_back().unwrap_or(b"");
-                self.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+                // Chunked alone is the one coding the proxy relays: with
+                // another (`gzip, chunked`) the next hop would get the
+                // body unchunked but still coded, under no header saying so.
+                let mut codings = tokens();
+                let chunked = codings
+                    .next()
+                    .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
+                    && codings.next().is_none();
+                self.chunked = Some(chunked && self.chunked.is_none());
             }
+            Kind::Host => self.hosts = self.hosts.saturating_add(1).min(2),
             Kind::Connection => {
                 let mut names_others = false;
                 for token in tokens() {
@@ -501,20 +515,20 @@ impl Facts {
                 return names_others;
             }
             Kind::Expect | Kind::Upgrade => self.expect_or_upgrade = true,
-            Kind::OtherConnectionLevel | Kind::Date | Kind::Host | Kind::Other => {}
+            Kind::OtherConnectionLevel | Kind::Date | Kind::Other => {}
         }
         false
     }
 
-    /// The body's framing (RFC 9112 §6.3): chunked when it is the final
-    /// transfer coding, a `content-length` (several must agree), else
-    /// nothing for a request and until-close for a response. A request
-    /// with a transfer coding other than chunked is refused.
+    /// The body's framing (RFC 9112 §6.3): chunked when it is the
+    /// transfer coding (then `content-length` is ignored, and dropped), a
+    /// `content-length` (several must agree), else nothing for a request
+    /// and until-close for a response. A message with any other transfer
+    /// coding is refused, as nginx does.
     fn framing(&self, response: bool) -> Result<Framing, H1Error> {
         match self.chunked {
             Some(true) => return Ok(Framing::Chunked),
-            Some(false) if response => return Ok(Framing::UntilClose),
-            Some(false) => return Err(H1Error::BadContentLength),
+            Some(false) => return Err(H1Error::TransferCoding),
             None => {}
         }
         if self.bad_length {
@@ -884,20 +898,30 @@ mod tests {
             f("HTTP/1.1 100 Continue\r\n\r\n", Method::POST),
             Framing::Empty
         );
+        // Chunked overrides a length (which is then dropped, RFC 9112 §6.3).
         assert_eq!(
             f(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\nContent-Length: 3\r\n\r\n",
                 Method::GET
             ),
             Framing::Chunked
         );
-        assert_eq!(
-            f(
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                Method::GET
-            ),
-            Framing::UntilClose
-        );
+        // Any other coding is refused: relayed unchunked, the body would
+        // reach the caller still gzipped under no header saying so.
+        for codings in [
+            "gzip, chunked",
+            "gzip",
+            "chunked, chunked",
+            "chunked\r\nTransfer-Encoding: chunked",
+            "identity",
+            "",
+        ] {
+            let raw = format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: {codings}\r\n\r\n");
+            assert!(
+                matches!(parse(&raw, Method::GET), Err(H1Error::TransferCoding)),
+                "{codings:?}"
+            );
+        }
         assert_eq!(
             f("HTTP/1.1 200 OK\r\n\r\n", Method::GET),
             Framing::UntilClose
@@ -1060,6 +1084,8 @@ mod tests {
             "POST / HTTP/1.1\r\nContent-Length: 17\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             "GET /\x01 HTTP/1.1\r\n\r\n",
+            // Which host? hyper's path refuses it.
+            "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(raw);
             assert!(

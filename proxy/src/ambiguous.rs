@@ -1,0 +1,104 @@
+//! Requests refused before routing because the next hop could read them
+//! differently from the proxy: the root of request smuggling and of routing
+//! on one host while the upstream serves another.
+//!
+//! Only hyper's path calls this: the HTTP/1.1 fast path hands every such
+//! request over to it (a transfer coding, a second `Host`), and serves the
+//! rest. HTTP/2 has no framing headers on the wire (`transfer-encoding` is
+//! forbidden there), but a second `Host` is refused there too. A request
+//! with both `content-length` and chunked never gets here as such: hyper
+//! reads it as chunked, drops the length and closes the connection after
+//! the answer (RFC 9112 §6.1), which is what a proxy must do.
+
+use http::{HeaderMap, StatusCode, header};
+
+/// Why `headers` are refused, if they are: the status and the counted
+/// reason. The caller closes the connection after the answer: an unread
+/// body of unknown framing leaves no way to find the next request.
+pub fn refusal(headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
+    // RFC 9112 §3.2: more than one `Host` line is a 400. The proxy routes
+    // on one; an upstream taking the other would serve (and authorize) a
+    // different host.
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Some((StatusCode::BAD_REQUEST, "duplicate-host"));
+    }
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let first = codings.next()?;
+    // Chunked alone is the one coding relayed: with another (`gzip,
+    // chunked`) the upstream would get the body unchunked but still coded,
+    // under no header saying so (RFC 9112 §6.1: 501 for a coding the
+    // server does not understand).
+    if codings.next().is_some()
+        || !first
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked")
+    {
+        return Some((StatusCode::NOT_IMPLEMENTED, "unsupported-transfer-coding"));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn headers(lines: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in lines {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn one_host_and_chunked_alone_pass() {
+        assert_eq!(refusal(&headers(&[("host", "a")])), None);
+        assert_eq!(refusal(&headers(&[])), None);
+        assert_eq!(
+            refusal(&headers(&[
+                ("host", "a"),
+                ("transfer-encoding", " Chunked ")
+            ])),
+            None
+        );
+        assert_eq!(
+            refusal(&headers(&[("host", "a"), ("content-length", "3")])),
+            None
+        );
+    }
+
+    #[test]
+    fn ambiguous_requests_are_refused() {
+        let refused = |lines: &[(&'static str, &'static str)]| refusal(&headers(lines));
+        assert_eq!(
+            refused(&[("host", "a"), ("host", "b")]),
+            Some((StatusCode::BAD_REQUEST, "duplicate-host"))
+        );
+        assert_eq!(
+            refused(&[("host", "a"), ("host", "a")]),
+            Some((StatusCode::BAD_REQUEST, "duplicate-host"))
+        );
+        for codings in [
+            &[("transfer-encoding", "gzip, chunked")][..],
+            &[("transfer-encoding", "chunked, chunked")],
+            &[
+                ("transfer-encoding", "gzip"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[("transfer-encoding", "identity")],
+        ] {
+            assert_eq!(
+                refused(codings),
+                Some((StatusCode::NOT_IMPLEMENTED, "unsupported-transfer-coding")),
+                "{codings:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Requests two hops could read differently (request smuggling, host
+//! confusion) are refused, or made unambiguous, before they leave the
+//! proxy, on the outbound and the inbound side. A caller's broken request
+//! body is answered as the caller's fault and never charged to the
+//! upstream. An upstream's answer of unknown framing is a counted 502.
+//!
+//! The upstream here records every byte it receives, per connection, so
+//! each case says exactly what reached it.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What one upstream connection received, and whether the proxy closed it.
+#[derive(Default)]
+struct ConnLog {
+    bytes: Vec<u8>,
+    closed: bool,
+}
+
+/// An HTTP/1.1 upstream that answers `200 ok` to each complete request
+/// (framed by `content-length` or chunked, as the proxy writes them) and
+/// keeps what it received.
+struct Recorder {
+    addr: SocketAddr,
+    conns: Arc<Mutex<Vec<Arc<Mutex<ConnLog>>>>>,
+}
+
+impl Recorder {
+    async fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let conns: Arc<Mutex<Vec<Arc<Mutex<ConnLog>>>>> = Arc::default();
+        let all = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let log = Arc::new(Mutex::new(ConnLog::default()));
+                all.lock().unwrap().push(log.clone());
+                tokio::spawn(record(s, log));
+            }
+        });
+        Recorder { addr, conns }
+    }
+
+    /// Everything received, all connections, in order of their opening.
+    fn received(&self) -> String {
+        let conns = self.conns.lock().unwrap();
+        let all: Vec<u8> = conns
+            .iter()
+            .flat_map(|c| c.lock().unwrap().bytes.clone())
+            .collect();
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    /// (bytes received, closed) of each connection.
+    fn connections(&self) -> Vec<(String, bool)> {
+        let conns = self.conns.lock().unwrap();
+        conns
+            .iter()
+            .map(|c| {
+                let c = c.lock().unwrap();
+                (String::from_utf8_lossy(&c.bytes).into_owned(), c.closed)
+            })
+            .collect()
+    }
+
+    fn forget(&self) {
+        self.conns.lock().unwrap().clear();
+    }
+}
+
+async fn record(mut s: TcpStream, log: Arc<Mutex<ConnLog>>) {
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        log.lock().unwrap().bytes.extend_from_slice(&chunk[..n]);
+        pending.extend_from_slice(&chunk[..n]);
+        while let Some(len) = complete_request(&pending) {
+            pending.drain(..len);
+            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+    log.lock().unwrap().closed = true;
+}
+
+/// The length of the first complete request in `buf`, if it is there.
+fn complete_request(buf: &[u8]) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut req = httparse::Request::new(&mut headers);
+    let head = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        _ => return None,
+    };
+    let value = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).to_ascii_lowercase())
+    };
+    if value("transfer-encoding").is_some() {
+        // No trailers in these cases: the last chunk ends the body.
+        let end = buf[head..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+        return Some(head + end + 5);
+    }
+    let length: usize = value("content-length").map_or(0, |v| v.trim().parse().unwrap());
+    (buf.len() >= head + length).then_some(head + length)
+}
+
+/// Writes `request` and reads until the proxy closes the connection (every
+/// case ends with a close: the proxy's, or the caller's `Connection: close`).
+async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes the connection")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status codes of every response in `text`.
+fn statuses(text: &str) -> Vec<u16> {
+    text.split("\r\n")
+        .filter_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .map(|l| l[..3].parse().unwrap())
+        .collect()
+}
+
+/// A proxy's outbound side to `up` and a second proxy's inbound side to the
+/// same app: each case runs through both.
+async fn both_sides(up: SocketAddr) -> Vec<(&'static str, gitmesh_proxy::RunningProxy)> {
+    vec![
+        ("outbound", start_outbound_to(up).await),
+        ("inbound", start_inbound_to(up).await),
+    ]
+}
+
+fn addr_of(side: &str, proxy: &gitmesh_proxy::RunningProxy) -> SocketAddr {
+    match side {
+        "outbound" => proxy.outbound_addr(),
+        _ => proxy.inbound_addr(),
+    }
+}
+
+#[tokio::test]
+async fn requests_two_hops_could_read_differently_are_refused() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let up = Recorder::start().await;
+        let cases: [(&str, &[u8], u16, &str); 6] = [
+            (
+                "a second Host",
+                b"GET /admin HTTP/1.1\r\nHost: up\r\nHost: internal\r\n\r\n",
+                400,
+                "duplicate-host",
+            ),
+            (
+                "the same Host twice",
+                b"GET / HTTP/1.1\r\nHost: up\r\nHost: up\r\n\r\n",
+                400,
+                "duplicate-host",
+            ),
+            (
+                "a coding besides chunked",
+                b"POST / HTTP/1.1\r\nHost: up\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+                501,
+                "unsupported-transfer-coding",
+            ),
+            (
+                "chunked on two lines",
+                b"POST / HTTP/1.1\r\nHost: up\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                501,
+                "unsupported-transfer-coding",
+            ),
+            (
+                "lengths that disagree",
+                b"POST / HTTP/1.1\r\nHost: up\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+                400,
+                "",
+            ),
+            (
+                "a folded header line",
+                b"GET / HTTP/1.1\r\nHost: up\r\nX-A: a\r\n b\r\n\r\n",
+                400,
+                "",
+            ),
+        ];
+        for (side, proxy) in both_sides(up.addr).await {
+            for (case, request, status, reason) in cases {
+                let answer = exchange(addr_of(side, &proxy), request).await;
+                assert_eq!(statuses(&answer), [status], "{side}, {case}: {answer}");
+                // hyper's parser refuses the last two itself, and the
+                // connection error is counted as `malformed-request`.
+                assert!(
+                    reason.is_empty() || answer.contains(&format!("x-gitmesh-error: {reason}")),
+                    "{side}, {case}: {answer}"
+                );
+                assert_eq!(up.received(), "", "{side}, {case} reached the upstream");
+            }
+            let metrics = proxy.metrics_text();
+            for reason in ["duplicate-host", "unsupported-transfer-coding", "malformed-request"] {
+                assert!(
+                    metrics.contains(&format!(
+                        "gitmesh_errors_total{{direction=\"{side}\",reason=\"{reason}\"}} 2"
+                    )),
+                    "{side} counts {reason}: {metrics}"
+                );
+            }
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn a_length_beside_chunked_is_dropped_and_the_connection_closed() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let up = Recorder::start().await;
+        // A hop trusting the length would take the 5 bytes `0\r\n\r\n` as
+        // the body and `GET /smuggled` as the next request.
+        let request = b"POST /upload HTTP/1.1\r\nHost: up\r\nContent-Length: 5\r\n\
+                        Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+                        GET /smuggled HTTP/1.1\r\nHost: up\r\n\r\n";
+        for (side, proxy) in both_sides(up.addr).await {
+            up.forget();
+            let answer = exchange(addr_of(side, &proxy), request).await;
+            assert_eq!(statuses(&answer), [200], "{side}: {answer}");
+            assert!(answer.contains("connection: close"), "{side}: {answer}");
+            let received = up.received().to_ascii_lowercase();
+            assert!(
+                received.starts_with("post /upload http/1.1\r\n"),
+                "{side}: {received}"
+            );
+            assert!(
+                received.contains("transfer-encoding: chunked\r\n"),
+                "{side}: {received}"
+            );
+            assert!(!received.contains("content-length"), "{side}: {received}");
+            assert!(
+                received.ends_with("\r\n\r\n0\r\n\r\n"),
+                "{side}: {received}"
+            );
+            assert!(!received.contains("smuggled"), "{side}: {received}");
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn a_broken_request_body_is_the_callers_fault() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let up = Recorder::start().await;
+        // `ZZ` is no chunk size: the body breaks after the proxy has sent
+        // the head and the first chunk upstream.
+        let broken = b"POST /upload HTTP/1.1\r\nHost: up\r\nTransfer-Encoding: chunked\r\n\r\n\
+                       2\r\nab\r\nZZ\r\n\r\n";
+        let next = b"GET /next HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n";
+        for (side, proxy) in both_sides(up.addr).await {
+            up.forget();
+            let answer = exchange(addr_of(side, &proxy), broken).await;
+            assert_eq!(statuses(&answer), [400], "{side}: {answer}");
+            assert!(
+                answer.contains("x-gitmesh-error: request-body-error"),
+                "{side}: {answer}"
+            );
+            assert_eq!(
+                statuses(&exchange(addr_of(side, &proxy), next).await),
+                [200]
+            );
+            // The upstream connection that carried the cut request was
+            // closed, not reused: the next request came on another.
+            let conns = up.connections();
+            let cut = conns
+                .iter()
+                .position(|(bytes, _)| bytes.starts_with("POST /upload"))
+                .unwrap_or_else(|| panic!("{side}: the upload reached the upstream"));
+            assert!(
+                conns[cut].1,
+                "{side}: the cut request's connection is closed"
+            );
+            assert!(
+                !conns[cut].0.contains("/next"),
+                "{side}: {conns:?}",
+                conns = conns[cut].0
+            );
+            assert!(
+                conns
+                    .iter()
+                    .any(|(bytes, _)| bytes.starts_with("GET /next"))
+            );
+            let metrics = proxy.metrics_text();
+            assert!(
+                metrics.contains(&format!(
+                    "gitmesh_errors_total{{direction=\"{side}\",reason=\"request-body-error\"}} 1"
+                )),
+                "{metrics}"
+            );
+            assert!(!metrics.contains("reset\"}"), "{side}: {metrics}");
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn broken_request_bodies_never_eject_an_endpoint() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        // Both upstream protocols: HTTP/1.1 (gitmesh's client sees the
+        // body fail) and HTTP/2 (hyper's client only sees its stream reset).
+        let h1 = [Recorder::start().await, Recorder::start().await];
+        let h2 = [named("a").await, named("b").await];
+        let endpoints = |addrs: [SocketAddr; 2]| {
+            json!([{"address": addrs[0].to_string()}, {"address": addrs[1].to_string()}])
+        };
+        let outlier = json!({
+            "consecutive5xx": 1, "consecutiveConnectFailures": 1,
+            "baseEjectionTime": "1m", "maxEjectionPercent": 50
+        });
+        let proxy = start(config(json!({
+            "version": "c1", "service": "web",
+            "upstreams": [
+                {"name": "up", "endpoints": endpoints([h1[0].addr, h1[1].addr]),
+                 "outlierDetection": outlier},
+                {"name": "grpc", "protocol": "http2", "endpoints": endpoints([h2[0].addr, h2[1].addr]),
+                 "outlierDetection": outlier}
+            ]
+        })))
+        .await;
+        for host in ["up", "grpc"] {
+            for _ in 0..4 {
+                let broken = format!(
+                    "POST / HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n\
+                     2\r\nab\r\nZZ\r\n\r\n"
+                );
+                let answer = exchange(proxy.outbound_addr(), broken.as_bytes()).await;
+                assert_eq!(statuses(&answer), [400], "{host}: {answer}");
+            }
+        }
+        let metrics = proxy.metrics_text();
+        assert!(!metrics.contains("gitmesh_outlier_ejections_total{service=\"up\"} 1"), "{metrics}");
+        assert!(!metrics.contains("gitmesh_outlier_ejections_total{service=\"grpc\"} 1"), "{metrics}");
+        assert!(
+            metrics.contains(
+                "gitmesh_errors_total{direction=\"outbound\",reason=\"request-body-error\"} 8"
+            ),
+            "{metrics}"
+        );
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn an_upstream_answer_of_unknown_framing_is_a_counted_502() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (app, _) = scripted_upstream(|path, _| {
+            let answer: &[u8] = match path {
+                // Relayed unchunked, the caller would get gzip it cannot
+                // know about.
+                "/gzip" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                "/lengths" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+                _ => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            };
+            (answer.to_vec(), true)
+        })
+        .await;
+        for (side, proxy) in both_sides(app).await {
+            let reason = match side {
+                "outbound" => "upstream-malformed-response",
+                _ => "app-malformed-response",
+            };
+            for path in ["/gzip", "/lengths"] {
+                let request = format!("GET {path} HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n");
+                let answer = exchange(addr_of(side, &proxy), request.as_bytes()).await;
+                assert_eq!(statuses(&answer), [502], "{side} {path}: {answer}");
+                assert!(answer.contains(&format!("x-gitmesh-error: {reason}")), "{answer}");
+            }
+            assert!(
+                proxy.metrics_text().contains(&format!(
+                    "gitmesh_errors_total{{direction=\"{side}\",reason=\"{reason}\"}} 2"
+                )),
+                "{side}"
+            );
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
