@@ -10,12 +10,22 @@
 //! reads it as chunked, drops the length and closes the connection after
 //! the answer (RFC 9112 §6.1), which is what a proxy must do.
 
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 
-/// Why `headers` are refused, if they are: the status and the counted
-/// reason. The caller closes the connection after the answer: an unread
-/// body of unknown framing leaves no way to find the next request.
-pub fn refusal(headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
+/// Why a request is refused, if it is: the status and the counted reason.
+/// The caller closes the connection after the answer: an unread body of
+/// unknown framing leaves no way to find the next request.
+pub fn refusal(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Option<(StatusCode, &'static str)> {
+    // `GET reviews HTTP/1.1`: a target in authority form is for CONNECT
+    // alone (RFC 9112 §3.2.3). Read as a destination, it would route
+    // somewhere `Host` does not say.
+    if uri.scheme().is_none() && uri.authority().is_some() && method != Method::CONNECT {
+        return Some((StatusCode::BAD_REQUEST, "bad-request-target"));
+    }
     // RFC 9112 §3.2: more than one `Host` line is a 400. The proxy routes
     // on one; an upstream taking the other would serve (and authorize) a
     // different host.
@@ -53,32 +63,47 @@ mod tests {
         map
     }
 
+    /// A GET of `/` with these header lines.
+    fn refusal_of(lines: &[(&'static str, &'static str)]) -> Option<(StatusCode, &'static str)> {
+        refusal(&Method::GET, &Uri::from_static("/"), &headers(lines))
+    }
+
     #[test]
     fn one_host_and_chunked_alone_pass() {
-        assert_eq!(refusal(&headers(&[("host", "a")])), None);
-        assert_eq!(refusal(&headers(&[])), None);
+        assert_eq!(refusal_of(&[("host", "a")]), None);
+        assert_eq!(refusal_of(&[]), None);
         assert_eq!(
-            refusal(&headers(&[
-                ("host", "a"),
-                ("transfer-encoding", " Chunked ")
-            ])),
+            refusal_of(&[("host", "a"), ("transfer-encoding", " Chunked ")]),
             None
         );
+        assert_eq!(refusal_of(&[("host", "a"), ("content-length", "3")]), None);
+        for (method, target) in [
+            (Method::GET, "http://reviews/x"),
+            (Method::OPTIONS, "*"),
+            (Method::CONNECT, "reviews:443"),
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(refusal(&method, &uri, &HeaderMap::new()), None, "{target}");
+        }
+    }
+
+    #[test]
+    fn authority_form_is_for_connect_alone() {
+        let uri: Uri = "reviews:9080".parse().unwrap();
         assert_eq!(
-            refusal(&headers(&[("host", "a"), ("content-length", "3")])),
-            None
+            refusal(&Method::GET, &uri, &HeaderMap::new()),
+            Some((StatusCode::BAD_REQUEST, "bad-request-target"))
         );
     }
 
     #[test]
-    fn ambiguous_requests_are_refused() {
-        let refused = |lines: &[(&'static str, &'static str)]| refusal(&headers(lines));
+    fn ambiguous_requests_are_refusal_of() {
         assert_eq!(
-            refused(&[("host", "a"), ("host", "b")]),
+            refusal_of(&[("host", "a"), ("host", "b")]),
             Some((StatusCode::BAD_REQUEST, "duplicate-host"))
         );
         assert_eq!(
-            refused(&[("host", "a"), ("host", "a")]),
+            refusal_of(&[("host", "a"), ("host", "a")]),
             Some((StatusCode::BAD_REQUEST, "duplicate-host"))
         );
         for codings in [
@@ -95,7 +120,7 @@ mod tests {
             &[("transfer-encoding", "identity")],
         ] {
             assert_eq!(
-                refused(codings),
+                refusal_of(codings),
                 Some((StatusCode::NOT_IMPLEMENTED, "unsupported-transfer-coding")),
                 "{codings:?}"
             );

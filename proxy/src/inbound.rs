@@ -24,6 +24,7 @@ use crate::authz::jwt::JwtError;
 use crate::authz::path;
 use crate::body::ProxyBody;
 use crate::connect::{ClientKey, IdleConns, SendError, UpstreamClient};
+use crate::h1;
 use crate::metrics::Metrics;
 use crate::peer::PeerIdentity;
 use crate::respond;
@@ -106,7 +107,7 @@ impl Inbound {
                 uri.scheme = Some(Scheme::HTTP);
                 uri.authority = Some(app.clone());
             }
-            uri.path_and_query = parts.uri.path_and_query().cloned();
+            uri.path_and_query = Some(h1::encode::origin_form(&parts.uri));
             parts.uri = Uri::from_parts(uri).map_err(|_| (StatusCode::BAD_REQUEST, "bad-uri"))?;
         }
         respond::strip_hop_by_hop(&mut parts.headers);

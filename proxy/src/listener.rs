@@ -328,7 +328,7 @@ where
             if let Some(id) = &identity {
                 req.extensions_mut().insert(id.clone());
             }
-            let refused = ambiguous::refusal(req.headers()).map(|(status, reason)| {
+            let refused = ambiguous::refusal(req.method(), req.uri(), req.headers()).map(|(status, reason)| {
                 refusals.error(name, reason);
                 tracing::info!(listener = name, %peer, status = status.as_u16(), reason, "request refused");
                 let mut r = respond::error(status, reason);

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::request::Parts;
-use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tokio::time::Instant;
 
@@ -15,6 +14,7 @@ use crate::balance::hash64;
 use crate::body::{ProxyBody, materialize_headers};
 use crate::clock::Clock;
 use crate::forward::{Failure, RequestBody, RequestHead, TryPolicy, forward};
+use crate::h1;
 use crate::metrics::Metrics;
 use crate::mirror::Mirrors;
 use crate::respond::{self, X_GITMESH_FAULT, X_GITMESH_OVERLOADED};
@@ -185,11 +185,7 @@ impl Outbound {
             None if !rule.request_headers.is_empty() => parts.headers.get(header::HOST).cloned(),
             None => None,
         };
-        let mut path_and_query = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let mut path_and_query = h1::encode::origin_form(&parts.uri);
         let headers = &mut parts.headers;
         respond::strip_hop_by_hop(headers);
         for edit in &rule.request_headers {

@@ -163,7 +163,13 @@ fn addr_of(side: &str, proxy: &gitmesh_proxy::RunningProxy) -> SocketAddr {
 async fn requests_two_hops_could_read_differently_are_refused() {
     tokio::time::timeout(TEST_LIMIT, async {
         let up = Recorder::start().await;
-        let cases: [(&str, &[u8], u16, &str); 6] = [
+        let cases: [(&str, &[u8], u16, &str); 7] = [
+            (
+                "a target in authority form",
+                b"GET internal:8080 HTTP/1.1\r\nHost: up\r\n\r\n",
+                400,
+                "bad-request-target",
+            ),
             (
                 "a second Host",
                 b"GET /admin HTTP/1.1\r\nHost: up\r\nHost: internal\r\n\r\n",
@@ -214,14 +220,39 @@ async fn requests_two_hops_could_read_differently_are_refused() {
                 assert_eq!(up.received(), "", "{side}, {case} reached the upstream");
             }
             let metrics = proxy.metrics_text();
-            for reason in ["duplicate-host", "unsupported-transfer-coding", "malformed-request"] {
+            for (reason, count) in [
+                ("bad-request-target", 1),
+                ("duplicate-host", 2),
+                ("unsupported-transfer-coding", 2),
+                ("malformed-request", 2),
+            ] {
                 assert!(
                     metrics.contains(&format!(
-                        "gitmesh_errors_total{{direction=\"{side}\",reason=\"{reason}\"}} 2"
+                        "gitmesh_errors_total{{direction=\"{side}\",reason=\"{reason}\"}} {count}"
                     )),
                     "{side} counts {reason}: {metrics}"
                 );
             }
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn an_absolute_target_without_a_path_goes_onward_as_slash() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let up = Recorder::start().await;
+        for (side, proxy) in both_sides(up.addr).await {
+            up.forget();
+            let request = b"GET http://up?q=1 HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n";
+            let answer = exchange(addr_of(side, &proxy), request).await;
+            assert_eq!(statuses(&answer), [200], "{side}: {answer}");
+            let received = up.received();
+            assert!(
+                received.starts_with("GET /?q=1 HTTP/1.1\r\n"),
+                "{side}: {received}"
+            );
         }
     })
     .await

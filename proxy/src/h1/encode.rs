@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Method, StatusCode, header};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 
 use super::raw::RawHeaders;
 
@@ -31,6 +32,21 @@ pub fn body_length(method: &Method, exact: Option<u64>) -> BodyLength {
         }
         Some(n) => BodyLength::Known(n),
         None => BodyLength::Chunked,
+    }
+}
+
+/// The request target to send onward in origin form (RFC 9112 §3.2.1):
+/// the URI's path and query, with the path `/` when it has none (an
+/// absolute-form `http://host?x` is `/?x`, not `?x`, which no server reads
+/// as a request). HTTP/2's `:path` has the same rule. `OPTIONS *` keeps
+/// its asterisk.
+pub fn origin_form(uri: &Uri) -> PathAndQuery {
+    match uri.path_and_query() {
+        Some(pq) if pq.as_str().starts_with('/') || pq.as_str() == "*" => pq.clone(),
+        Some(pq) if !pq.as_str().is_empty() => format!("/{}", pq.as_str())
+            .parse()
+            .unwrap_or_else(|_| PathAndQuery::from_static("/")),
+        _ => PathAndQuery::from_static("/"),
     }
 }
 
@@ -198,6 +214,21 @@ pub fn last_chunk(out: &mut Vec<u8>, trailers: Option<&HeaderMap>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn targets_go_onward_in_origin_form() {
+        for (uri, target) in [
+            ("/reviews/1?x=y", "/reviews/1?x=y"),
+            ("http://reviews:9080/x", "/x"),
+            ("http://reviews", "/"),
+            ("http://reviews?/x", "/?/x"),
+            ("http://reviews:90310?q", "/?q"),
+            ("*", "*"),
+        ] {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(super::origin_form(&uri).as_str(), target, "{uri}");
+        }
+    }
+
     use super::*;
     use http::HeaderValue;
 
