@@ -2,7 +2,9 @@
 //! confusion) are refused, or made unambiguous, before they leave the
 //! proxy, on the outbound and the inbound side. A caller's broken request
 //! body is answered as the caller's fault and never charged to the
-//! upstream. An upstream's answer of unknown framing is a counted 502.
+//! upstream. An upstream's answer of unknown framing is a counted 502, and
+//! a connection on which an upstream said more than its answer is never
+//! reused (its surplus would answer the next caller).
 //!
 //! The upstream here records every byte it receives, per connection, so
 //! each case says exactly what reached it.
@@ -429,6 +431,57 @@ async fn an_upstream_answer_of_unknown_framing_is_a_counted_502() {
                 )),
                 "{side}"
             );
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
+
+#[tokio::test]
+async fn an_upstream_that_says_more_than_its_answer_is_not_reused() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        // Bytes after an answer's end (a body sent to HEAD, more than the
+        // length) would be read as the answer to the next request on that
+        // connection: another caller's, perhaps.
+        const POISON: &[u8] = b"HTTP/1.1 404 Poison\r\ncontent-length: 6\r\n\r\npoison";
+        let (app, connections) = scripted_upstream(|path, _| {
+            let mut answer = match path {
+                "/head" => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n".to_vec(),
+                "/extra" => b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+                _ => {
+                    return (
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nclean".to_vec(),
+                        false,
+                    );
+                }
+            };
+            answer.extend_from_slice(POISON);
+            (answer, false)
+        })
+        .await;
+        for (side, proxy) in both_sides(app).await {
+            let before = connections.load(std::sync::atomic::Ordering::SeqCst);
+            for (method, path) in [
+                ("HEAD", "/head"),
+                ("GET", "/clean"),
+                ("GET", "/extra"),
+                ("GET", "/clean"),
+            ] {
+                let request =
+                    format!("{method} {path} HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n");
+                let answer = exchange(addr_of(side, &proxy), request.as_bytes()).await;
+                assert_eq!(statuses(&answer), [200], "{side} {method} {path}: {answer}");
+                assert!(
+                    !answer.contains("poison"),
+                    "{side} {method} {path}: {answer}"
+                );
+                if path == "/clean" {
+                    assert!(answer.ends_with("clean"), "{side}: {answer}");
+                }
+            }
+            // The two connections that said too much were dropped.
+            let used = connections.load(std::sync::atomic::Ordering::SeqCst) - before;
+            assert!(used >= 3, "{side}: {used} upstream connections");
         }
     })
     .await
