@@ -66,9 +66,46 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e));
             // 2: usage or IO error, the same for every command.
             ExitCode::from(2)
         }
+    }
+}
+
+/// An error and its causes, `: `-joined as `{:#}` does, but without a cause
+/// whose text the message already holds (many library errors name their
+/// IO error in their own text and also return it as their source).
+fn report(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct ReadError {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_said_once() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(ReadError {
+            path: "a.json",
+            source: io(),
+        });
+        assert_eq!(super::report(&e), "cannot read a.json: no such file");
+        let e = anyhow::Error::new(io()).context("loading the policy");
+        assert_eq!(super::report(&e), "loading the policy: no such file");
     }
 }

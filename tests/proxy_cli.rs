@@ -72,3 +72,78 @@ fn compiled_config_routes_through_the_proxy_binary() {
     let (_, body) = get(admin, "/config", "admin").unwrap();
     assert!(body.contains("\"worktree\""), "{body}");
 }
+
+#[test]
+fn check_reports_every_problem_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = gitmesh(
+        &root(),
+        &["compile", "examples/bookinfo", "--service", "productpage"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, &out.stdout).unwrap();
+
+    // The listeners' ports are taken: a check must not try to bind them.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let check = |config: &std::path::Path| {
+        gitmesh(
+            dir.path(),
+            &[
+                "proxy",
+                "--check",
+                "--config",
+                config.to_str().unwrap(),
+                "--outbound",
+                &taken,
+                "--admin",
+                &taken,
+            ],
+        )
+    };
+    let out = check(&good);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("good.json: ok: config") && said.contains("service `productpage`"),
+        "{said}"
+    );
+
+    // The data checks report every problem they find.
+    let mut config: serde_json::Value = serde_json::from_slice(&out_bytes(&good)).unwrap();
+    config["upstreams"][0]["endpoints"] =
+        serde_json::json!([{"address": "not host:port"}, {"address": "nor:this:one"}]);
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, config.to_string()).unwrap();
+    let out = check(&bad);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    let lines: Vec<&str> = said.lines().collect();
+    assert_eq!(lines.len(), 3, "{said}");
+    assert!(
+        lines.iter().all(|l| l.starts_with(bad.to_str().unwrap())),
+        "{said}"
+    );
+    assert!(lines[0].contains("endpoints[0].address"), "{said}");
+    assert!(lines[1].contains("endpoints[1].address"), "{said}");
+    assert!(lines[2].ends_with("refused: 2 problems"), "{said}");
+
+    // Valid data that only compiling refuses: a header value no HTTP
+    // message can carry.
+    config["upstreams"][0]["endpoints"] = serde_json::json!([]);
+    config["upstreams"][0]["routes"] = serde_json::json!([{"name": "r", "rules": [{
+        "filters": [{"type": "RequestHeaderModifier", "set": [{"name": "x-a", "value": "a\u{1}b"}]}],
+        "backends": []
+    }]}]);
+    std::fs::write(&bad, config.to_string()).unwrap();
+    let out = check(&bad);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains(".filters[0]: "), "{said}");
+    assert!(said.ends_with("refused: 1 problem\n"), "{said}");
+}
+
+fn out_bytes(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
+}

@@ -170,10 +170,11 @@ impl ProxyBody {
     }
 
     /// For a body streamed from the caller, a flag that turns true if
-    /// reading it fails (see [`CallerBody`]).
+    /// reading it fails (see [`CallerBody`]). None for a body that has
+    /// nothing left to read (a GET's), which cannot fail: no allocation.
     pub fn watch_caller(&mut self) -> Option<Arc<AtomicBool>> {
         match self {
-            ProxyBody::Caller(c) => Some(c.watch()),
+            ProxyBody::Caller(c) if !c.is_end_stream() => Some(c.watch()),
             _ => None,
         }
     }

@@ -56,6 +56,13 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "URL", value_parser = parse_control_plane, requires = "service")]
     pub control_plane: Option<Uri>,
 
+    /// Check the config (--config FILE, else the one saved in --state-dir)
+    /// as a running proxy would before applying it, print every problem
+    /// with where it is, and exit: 0 if it would be accepted, 1 if not.
+    /// Binds nothing and starts nothing (like `nginx -t`).
+    #[arg(long, conflicts_with = "control_plane")]
+    pub check: bool,
+
     /// A label of this instance, sent when registering (repeatable);
     /// Service subsets select instances by labels, e.g. --label version=v2.
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
@@ -204,6 +211,45 @@ impl ProxyArgs {
             ..ProxySettings::default()
         }
     }
+}
+
+/// A config that `--check` found acceptable.
+#[derive(Debug)]
+pub struct CheckedConfig {
+    /// Where it came from (the file, or the state directory's).
+    pub source: PathBuf,
+    pub version: String,
+    pub service: String,
+    pub upstreams: usize,
+}
+
+/// `--check`: reads the config a static proxy would start with and checks
+/// it as [`crate::check_config`] does. A refused config is
+/// [`ProxyError::InvalidConfig`], with every problem.
+pub fn check(args: &ProxyArgs) -> Result<CheckedConfig, ProxyError> {
+    let (source, mut config) = match (&args.config, &args.state_dir) {
+        (Some(path), _) => (path.clone(), read_config(path)?),
+        (None, Some(dir)) => {
+            let state = StateDir::new(dir);
+            let config = state.load()?.ok_or(ProxyError::NoConfig)?;
+            (state.config_path(), config)
+        }
+        (None, None) => return Err(ProxyError::NoConfig),
+    };
+    if let Some(service) = &args.service {
+        config.service = service.clone();
+    }
+    let checked = CheckedConfig {
+        source: source.clone(),
+        version: config.version.clone(),
+        service: config.service.clone(),
+        upstreams: config.upstreams.len(),
+    };
+    crate::check_config(config).map_err(|invalid| ProxyError::InvalidConfig {
+        path: Some(source),
+        invalid,
+    })?;
+    Ok(checked)
 }
 
 /// Runs the proxy until Ctrl-C or SIGTERM, then drains gracefully.

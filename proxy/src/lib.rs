@@ -47,9 +47,10 @@ mod split;
 mod state;
 mod swap;
 
-pub use self::cli::{LogFormat, ProxyArgs, run};
+pub use self::cli::{CheckedConfig, LogFormat, ProxyArgs, check, run};
 pub use self::enroll::{EnrollError, Enrollment};
 pub use self::error::ProxyError;
 pub use self::listener::ListenerLimits;
 pub use self::proxy::{Proxy, ProxySettings, RunningProxy};
 pub use self::state::StateDir;
+pub use self::swap::check_config;

@@ -328,14 +328,7 @@ where
             if let Some(id) = &identity {
                 req.extensions_mut().insert(id.clone());
             }
-            let refused = ambiguous::refusal(req.method(), req.uri(), req.headers()).map(|(status, reason)| {
-                refusals.error(name, reason);
-                tracing::info!(listener = name, %peer, status = status.as_u16(), reason, "request refused");
-                let mut r = respond::error(status, reason);
-                r.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                r
-            });
+            let refused = refuse_ambiguous(name, peer, &refusals, &req);
             let h = handler.clone();
             async move {
                 if let Some(r) = refused {
@@ -445,6 +438,25 @@ impl Write for TrackedIo {
         }
         polled
     }
+}
+
+/// The answer to a request that [`ambiguous::refusal`] refuses, counted
+/// and logged. On HTTP/1.1 it closes the connection.
+fn refuse_ambiguous(
+    listener: &'static str,
+    peer: SocketAddr,
+    metrics: &Metrics,
+    req: &Request<ProxyBody>,
+) -> Option<Response<ProxyBody>> {
+    let (status, reason) = ambiguous::refusal(req.method(), req.uri(), req.headers())?;
+    metrics.error(listener, reason);
+    tracing::info!(listener, %peer, status = status.as_u16(), reason, "request refused");
+    let mut r = respond::error(status, reason);
+    if req.version() < http::Version::HTTP_2 {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Some(r)
 }
 
 /// The counted reason of a connection-level error, for the bad-input ones.

@@ -16,6 +16,14 @@ use crate::mtls::MeshTls;
 use crate::snapshot::Snapshot;
 use crate::state::StateDir;
 
+/// Validates and compiles `config` as [`ConfigStore::apply`] does, without
+/// running anything: what `gitmesh proxy --check` reports. (Compiling needs
+/// no runtime: health checks are spawned by the store, not the compiler.)
+pub fn check_config(config: ProxyConfig) -> Result<(), InvalidConfig> {
+    config.validate()?;
+    Snapshot::compile(config, &Metrics::new(), None, None).map(drop)
+}
+
 /// Holds the running config and swaps it.
 #[derive(Debug)]
 pub struct ConfigStore {
@@ -128,4 +136,38 @@ fn spawn_health_checks(snapshot: &Snapshot) -> Vec<JoinHandle<()>> {
         .iter()
         .map(|(pool, check)| health::spawn(pool.clone(), check.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use gitmesh_proxy_config::ProxyConfig;
+
+    /// A config whose one route sets request header `name` to `value`.
+    fn setting_header(name: &str, value: &str) -> ProxyConfig {
+        let json = serde_json::json!({
+            "version": "v", "service": "web",
+            "upstreams": [{
+                "name": "api",
+                "endpoints": [{"address": "127.0.0.1:1"}],
+                "routes": [{"name": "main", "rules": [{
+                    "filters": [{"type": "RequestHeaderModifier", "set": [{"name": name, "value": value}]}],
+                    "backends": [{"service": "api"}]
+                }]}]
+            }]
+        });
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn check_finds_what_only_compiling_shows() {
+        assert!(super::check_config(setting_header("x-ok", "1")).is_ok());
+        // Valid as data, refused when compiled: not an HTTP header value.
+        let bad = setting_header("x-ok", "line\u{1}break");
+        assert!(bad.validate().is_ok(), "the data checks pass");
+        let invalid = super::check_config(bad).unwrap_err();
+        assert!(invalid.to_string().contains("filters[0]"), "{invalid}");
+        // And the data checks run too.
+        let invalid = super::check_config(setting_header("bad name", "1")).unwrap_err();
+        assert!(invalid.to_string().contains("bad name"), "{invalid}");
+    }
 }

@@ -487,3 +487,25 @@ async fn an_upstream_that_says_more_than_its_answer_is_not_reused() {
     .await
     .expect("test finished in time");
 }
+
+#[tokio::test]
+async fn a_second_host_is_refused_over_http2_too() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let up = Recorder::start().await;
+        let proxy = start_outbound_to(up.addr).await;
+        let mut h2 = h2_connection(proxy.outbound_addr()).await;
+        let mut req = http::Request::get("http://up/")
+            .body(http_body_util::Full::<bytes::Bytes>::default())
+            .unwrap();
+        req.headers_mut().append("host", "up".parse().unwrap());
+        req.headers_mut()
+            .append("host", "internal".parse().unwrap());
+        let r = h2.send_request(req).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert_eq!(r.headers()["x-gitmesh-error"], "duplicate-host");
+        assert!(!r.headers().contains_key("connection"));
+        assert_eq!(up.received(), "");
+    })
+    .await
+    .expect("test finished in time");
+}

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use gitmesh_proxy::{LogFormat, ProxyArgs};
+use gitmesh_proxy::{LogFormat, ProxyArgs, ProxyError};
 
 /// Run the sidecar proxy beside one instance of an app.
 ///
@@ -19,6 +19,7 @@ use gitmesh_proxy::{LogFormat, ProxyArgs};
 ///
 /// Examples:
 ///   gitmesh compile examples/bookinfo --service productpage > pp.json
+///   gitmesh proxy --config pp.json --check
 ///   gitmesh proxy --config pp.json --app 127.0.0.1:9080
 ///   curl -x http://127.0.0.1:15001 http://reviews/reviews/1
 #[derive(Args)]
@@ -29,7 +30,43 @@ pub struct ProxyCommand {
 }
 
 pub fn run(cmd: ProxyCommand) -> anyhow::Result<ExitCode> {
+    if cmd.args.check {
+        return check(&cmd.args);
+    }
     super::init_logging(matches!(cmd.args.log_format, LogFormat::Json));
     gitmesh_proxy::run(cmd.args)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--check`: one line when the config would be accepted, else one line per
+/// problem (`file: where: what`) and exit code 1.
+fn check(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
+    match gitmesh_proxy::check(args) {
+        Ok(c) => {
+            println!(
+                "{}: ok: config {} for service `{}`, {} upstream{}",
+                c.source.display(),
+                c.version,
+                c.service,
+                c.upstreams,
+                if c.upstreams == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(ProxyError::InvalidConfig { path, invalid }) => {
+            let file = path
+                .map(|p| format!("{}: ", p.display()))
+                .unwrap_or_default();
+            for p in &invalid.problems {
+                eprintln!("{file}{}: {}", p.at, p.message);
+            }
+            eprintln!(
+                "{file}refused: {} problem{}",
+                invalid.problems.len(),
+                if invalid.problems.len() == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
