@@ -13,7 +13,6 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::json;
 use support::*;
@@ -124,17 +123,10 @@ fn complete_request(buf: &[u8]) -> Option<usize> {
     (buf.len() >= head + length).then_some(head + length)
 }
 
-/// Writes `request` and reads until the proxy closes the connection (every
-/// case ends with a close: the proxy's, or the caller's `Connection: close`).
+/// Every case ends with a close: the proxy's, or the caller's
+/// `Connection: close`.
 async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes the connection")
-        .ok();
-    String::from_utf8_lossy(&out).into_owned()
+    raw_exchange(addr, request).await
 }
 
 /// The status codes of every response in `text`.

@@ -12,14 +12,6 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-async fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed_without_408() {
     tokio::time::timeout(TEST_LIMIT, async {
@@ -66,7 +58,7 @@ async fn malformed_oversized_and_slow_clients() {
             .unwrap();
         let addr = proxy.outbound_addr();
 
-        let out = raw(addr, b"NOT A REQUEST\r\n\r\n").await;
+        let out = raw_exchange(addr, b"NOT A REQUEST\r\n\r\n").await;
         assert!(out.starts_with("HTTP/1.1 400"), "{out}");
 
         let mut big = b"GET / HTTP/1.1\r\nHost: web\r\n".to_vec();
@@ -74,14 +66,14 @@ async fn malformed_oversized_and_slow_clients() {
             big.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
         }
         big.extend_from_slice(b"\r\n");
-        let out = raw(addr, &big).await;
+        let out = raw_exchange(addr, &big).await;
         assert!(out.starts_with("HTTP/1.1 431"), "{out}");
 
         let huge = format!(
             "GET / HTTP/1.1\r\nHost: web\r\nx-big: {}\r\n\r\n",
             "a".repeat(20_000)
         );
-        let out = raw(addr, huge.as_bytes()).await;
+        let out = raw_exchange(addr, huge.as_bytes()).await;
         assert!(out.starts_with("HTTP/1.1 431"), "{out}");
 
         // A slow client: half a request head, then nothing. The proxy

@@ -58,16 +58,10 @@ fn text_reply(body: &str) -> http::Response<http_body_util::Full<bytes::Bytes>> 
     text(200, body)
 }
 
-/// Writes `requests` in one go and reads until the proxy closes.
+/// Writes `requests` in one go and reads until the proxy closes (after
+/// `Connection: close`).
 async fn exchange(proxy: &gitmesh_proxy::RunningProxy, requests: &str) -> String {
-    let mut s = TcpStream::connect(proxy.outbound_addr()).await.unwrap();
-    s.write_all(requests.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
-        .await
-        .expect("the proxy closes after `Connection: close`")
-        .unwrap();
-    String::from_utf8_lossy(&out).into_owned()
+    raw_exchange(proxy.outbound_addr(), requests.as_bytes()).await
 }
 
 /// The positions of `parts` in `text`, which must all be there, in order.

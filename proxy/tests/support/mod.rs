@@ -223,6 +223,18 @@ pub async fn h2_connection(
     sender
 }
 
+/// Writes `request`, raw bytes, to `addr` and reads until the peer closes
+/// the connection (at most 5 s), keeping what arrived before a reset too.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    assert!(read.is_ok(), "the peer closes the connection within 5 s");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
