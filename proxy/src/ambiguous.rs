@@ -12,6 +12,8 @@
 
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 
+use crate::h1::decode::chunked_alone;
+
 /// Why a request is refused, if it is: the status and the counted reason.
 /// The caller closes the connection after the answer: an unread body of
 /// unknown framing leaves no way to find the next request.
@@ -34,16 +36,9 @@ pub fn refusal(
     }
     let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     let first = codings.next()?;
-    // Chunked alone is the one coding relayed: with another (`gzip,
-    // chunked`) the upstream would get the body unchunked but still coded,
-    // under no header saying so (RFC 9112 §6.1: 501 for a coding the
-    // server does not understand).
-    if codings.next().is_some()
-        || !first
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"chunked")
-    {
+    // RFC 9112 §6.1: 501 for a coding the server does not understand; a
+    // second line is a second coding.
+    if codings.next().is_some() || !chunked_alone(first.as_bytes()) {
         return Some((StatusCode::NOT_IMPLEMENTED, "unsupported-transfer-coding"));
     }
     None

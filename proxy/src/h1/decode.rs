@@ -497,15 +497,8 @@ impl Facts {
                 }
             }
             Kind::TransferEncoding => {
-                // Chunked alone is the one coding the proxy relays: with
-                // another (`gzip, chunked`) the next hop would get the
-                // body unchunked but still coded, under no header saying so.
-                let mut codings = tokens();
-                let chunked = codings
-                    .next()
-                    .is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"))
-                    && codings.next().is_none();
-                self.chunked = Some(chunked && self.chunked.is_none());
+                // A second `transfer-encoding` line is a second coding.
+                self.chunked = Some(chunked_alone(raw) && self.chunked.is_none());
             }
             Kind::Host => self.hosts = self.hosts.saturating_add(1).min(2),
             Kind::Connection => {
@@ -557,6 +550,19 @@ impl Facts {
             self.keep_alive
         }
     }
+}
+
+/// Whether a `transfer-encoding` value names chunked and nothing else.
+/// Chunked alone is the one coding the proxy relays: with another (`gzip,
+/// chunked`) the next hop would get the body unchunked but still coded,
+/// under no header saying so. The fast path and hyper's path
+/// ([`crate::ambiguous`]) both decide by this.
+pub(crate) fn chunked_alone(value: &[u8]) -> bool {
+    let mut codings = value.split(|b| *b == b',').map(<[u8]>::trim_ascii);
+    codings
+        .next()
+        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
+        && codings.next().is_none()
 }
 
 /// Digits only (no sign, no spaces), without overflow.
