@@ -14,6 +14,21 @@ use http::{HeaderMap, Method, StatusCode, Uri, header};
 
 use crate::h1::decode::chunked_alone;
 
+/// Whether a request target names its destination in a way the proxy
+/// and the next hop could read differently:
+/// - authority form (`GET reviews HTTP/1.1`), which is for CONNECT alone
+///   (RFC 9112 §3.2.3): read as a destination, it would route somewhere
+///   `Host` does not say;
+/// - userinfo in an absolute target (`http://evil@reviews/`), which RFC
+///   9110 §4.2.4 says to treat as an error: the proxy routes on the host,
+///   and the `Host` it would send on (`evil@reviews`) is anyone's guess.
+pub(crate) fn bad_target(method: &Method, uri: &Uri) -> bool {
+    let Some(authority) = uri.authority() else {
+        return false;
+    };
+    (uri.scheme().is_none() && method != Method::CONNECT) || authority.as_str().contains('@')
+}
+
 /// Why a request is refused, if it is: the status and the counted reason.
 /// The caller closes the connection after the answer: an unread body of
 /// unknown framing leaves no way to find the next request.
@@ -22,10 +37,7 @@ pub fn refusal(
     uri: &Uri,
     headers: &HeaderMap,
 ) -> Option<(StatusCode, &'static str)> {
-    // `GET reviews HTTP/1.1`: a target in authority form is for CONNECT
-    // alone (RFC 9112 §3.2.3). Read as a destination, it would route
-    // somewhere `Host` does not say.
-    if uri.scheme().is_none() && uri.authority().is_some() && method != Method::CONNECT {
+    if bad_target(method, uri) {
         return Some((StatusCode::BAD_REQUEST, "bad-request-target"));
     }
     // RFC 9112 §3.2: more than one `Host` line is a 400. The proxy routes
@@ -83,12 +95,20 @@ mod tests {
     }
 
     #[test]
-    fn authority_form_is_for_connect_alone() {
-        let uri: Uri = "reviews:9080".parse().unwrap();
-        assert_eq!(
-            refusal(&Method::GET, &uri, &HeaderMap::new()),
-            Some((StatusCode::BAD_REQUEST, "bad-request-target"))
-        );
+    fn targets_that_hide_their_destination_are_refused() {
+        for (method, target) in [
+            (Method::GET, "reviews:9080"),
+            (Method::GET, "http://evil@reviews/x"),
+            (Method::GET, "http://user:pass@reviews:9080/"),
+            (Method::CONNECT, "evil@reviews:443"),
+        ] {
+            let uri: Uri = target.parse().unwrap();
+            assert_eq!(
+                refusal(&method, &uri, &HeaderMap::new()),
+                Some((StatusCode::BAD_REQUEST, "bad-request-target")),
+                "{method} {target}"
+            );
+        }
     }
 
     #[test]

@@ -157,10 +157,16 @@ fn addr_of(side: &str, proxy: &gitmesh_proxy::RunningProxy) -> SocketAddr {
 async fn requests_two_hops_could_read_differently_are_refused() {
     tokio::time::timeout(TEST_LIMIT, async {
         let up = Recorder::start().await;
-        let cases: [(&str, &[u8], u16, &str); 7] = [
+        let cases: [(&str, &[u8], u16, &str); 8] = [
             (
                 "a target in authority form",
                 b"GET internal:8080 HTTP/1.1\r\nHost: up\r\n\r\n",
+                400,
+                "bad-request-target",
+            ),
+            (
+                "userinfo in the target",
+                b"GET http://internal@up/ HTTP/1.1\r\nHost: up\r\n\r\n",
                 400,
                 "bad-request-target",
             ),
@@ -215,7 +221,7 @@ async fn requests_two_hops_could_read_differently_are_refused() {
             }
             let metrics = proxy.metrics_text();
             for (reason, count) in [
-                ("bad-request-target", 1),
+                ("bad-request-target", 2),
                 ("duplicate-host", 2),
                 ("unsupported-transfer-coding", 2),
                 ("malformed-request", 2),

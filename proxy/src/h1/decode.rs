@@ -281,9 +281,8 @@ pub fn parse_request(buf: &mut BytesMut, limits: RequestLimits) -> RequestParse 
     let Ok(uri) = http::Uri::from_maybe_shared(head.slice(target)) else {
         return unsupported(buf);
     };
-    // Authority form (`GET reviews HTTP/1.1`) is for CONNECT alone: hyper's
-    // path refuses it.
-    if uri.scheme().is_none() && uri.authority().is_some() {
+    // Authority form, userinfo: hyper's path refuses them.
+    if crate::ambiguous::bad_target(&method, &uri) {
         return unsupported(buf);
     }
     let keep_alive = facts.persistent(1);
@@ -1097,8 +1096,10 @@ mod tests {
             "GET /\x01 HTTP/1.1\r\n\r\n",
             // Which host? hyper's path refuses it.
             "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
-            // Authority form, for CONNECT alone: hyper's path refuses it.
+            // Authority form, for CONNECT alone, and userinfo: hyper's
+            // path refuses them.
             "GET reviews HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://evil@reviews/ HTTP/1.1\r\nHost: a\r\n\r\n",
         ] {
             let mut buf = BytesMut::from(raw);
             assert!(
