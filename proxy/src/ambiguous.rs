@@ -29,6 +29,37 @@ pub(crate) fn bad_target(method: &Method, uri: &Uri) -> bool {
     (uri.scheme().is_none() && method != Method::CONNECT) || authority.as_str().contains('@')
 }
 
+/// Whether a `Host` value is `host[:port]` as RFC 3986 writes it (names,
+/// IPv4, `[IPv6]`, percent-encoding): no userinfo, path, query or space.
+/// An empty value passes (RFC 9112 §3.2 allows one for a target without
+/// an authority; the outbound side answers it `missing-host`).
+pub(crate) fn valid_host(value: &[u8]) -> bool {
+    value.iter().all(|b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    })
+}
+
 /// Why a request is refused, if it is: the status and the counted reason.
 /// The caller closes the connection after the answer: an unread body of
 /// unknown framing leaves no way to find the next request.
@@ -43,8 +74,15 @@ pub fn refusal(
     // RFC 9112 §3.2: more than one `Host` line is a 400. The proxy routes
     // on one; an upstream taking the other would serve (and authorize) a
     // different host.
-    if headers.get_all(header::HOST).iter().nth(1).is_some() {
-        return Some((StatusCode::BAD_REQUEST, "duplicate-host"));
+    let mut hosts = headers.get_all(header::HOST).iter();
+    if let Some(host) = hosts.next() {
+        if hosts.next().is_some() {
+            return Some((StatusCode::BAD_REQUEST, "duplicate-host"));
+        }
+        // One the upstream could read as another host (`evil@reviews`).
+        if !valid_host(host.as_bytes()) {
+            return Some((StatusCode::BAD_REQUEST, "bad-host"));
+        }
     }
     let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     let first = codings.next()?;
@@ -91,6 +129,34 @@ mod tests {
         ] {
             let uri: Uri = target.parse().unwrap();
             assert_eq!(refusal(&method, &uri, &HeaderMap::new()), None, "{target}");
+        }
+    }
+
+    #[test]
+    fn hosts_are_host_and_port() {
+        for good in [
+            "reviews",
+            "reviews:9080",
+            "10.0.0.1:80",
+            "[::1]:8080",
+            "a-b.c_d~e",
+            "",
+        ] {
+            assert_eq!(refusal_of(&[("host", good)]), None, "{good:?}");
+        }
+        for bad in [
+            "evil@reviews",
+            "reviews/x",
+            "reviews?x",
+            "a b",
+            "reviews#x",
+            "\"r\"",
+        ] {
+            assert_eq!(
+                refusal_of(&[("host", bad)]),
+                Some((StatusCode::BAD_REQUEST, "bad-host")),
+                "{bad:?}"
+            );
         }
     }
 

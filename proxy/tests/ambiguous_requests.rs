@@ -157,7 +157,13 @@ fn addr_of(side: &str, proxy: &gitmesh_proxy::RunningProxy) -> SocketAddr {
 async fn requests_two_hops_could_read_differently_are_refused() {
     tokio::time::timeout(TEST_LIMIT, async {
         let up = Recorder::start().await;
-        let cases: [(&str, &[u8], u16, &str); 8] = [
+        let cases: [(&str, &[u8], u16, &str); 9] = [
+            (
+                "a Host that is not host:port",
+                b"GET / HTTP/1.1\r\nHost: internal@up\r\n\r\n",
+                400,
+                "bad-host",
+            ),
             (
                 "a target in authority form",
                 b"GET internal:8080 HTTP/1.1\r\nHost: up\r\n\r\n",
@@ -222,6 +228,7 @@ async fn requests_two_hops_could_read_differently_are_refused() {
             let metrics = proxy.metrics_text();
             for (reason, count) in [
                 ("bad-request-target", 2),
+                ("bad-host", 1),
                 ("duplicate-host", 2),
                 ("unsupported-transfer-coding", 2),
                 ("malformed-request", 2),

@@ -268,9 +268,9 @@ pub fn parse_request(buf: &mut BytesMut, limits: RequestLimits) -> RequestParse 
     let Ok((headers, facts)) = header_map(&head, &indices) else {
         return unsupported(buf);
     };
-    // Several `Host` lines are refused (RFC 9112 §3.2): hyper's path
-    // answers them.
-    if facts.expect_or_upgrade || facts.chunked.is_some() || facts.hosts > 1 {
+    // Several `Host` lines, or one that is not `host[:port]`, are refused
+    // (RFC 9112 §3.2): hyper's path answers them.
+    if facts.expect_or_upgrade || facts.chunked.is_some() || facts.hosts > 1 || facts.bad_host {
         return unsupported(buf);
     }
     let body_length = match facts.framing(false) {
@@ -470,6 +470,8 @@ struct Facts {
     chunked: Option<bool>,
     /// `Host` lines seen (counted to two).
     hosts: u8,
+    /// A `Host` value that is not `host[:port]`.
+    bad_host: bool,
     content_length: Option<u64>,
     /// Unparseable or disagreeing `content-length` values.
     bad_length: bool,
@@ -499,7 +501,10 @@ impl Facts {
                 // A second `transfer-encoding` line is a second coding.
                 self.chunked = Some(chunked_alone(raw) && self.chunked.is_none());
             }
-            Kind::Host => self.hosts = self.hosts.saturating_add(1).min(2),
+            Kind::Host => {
+                self.hosts = self.hosts.saturating_add(1).min(2);
+                self.bad_host |= !crate::ambiguous::valid_host(raw);
+            }
             Kind::Connection => {
                 let mut names_others = false;
                 for token in tokens() {
@@ -1096,6 +1101,7 @@ mod tests {
             "GET /\x01 HTTP/1.1\r\n\r\n",
             // Which host? hyper's path refuses it.
             "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: evil@a\r\n\r\n",
             // Authority form, for CONNECT alone, and userinfo: hyper's
             // path refuses them.
             "GET reviews HTTP/1.1\r\nHost: a\r\n\r\n",
