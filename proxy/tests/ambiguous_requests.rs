@@ -514,3 +514,35 @@ async fn a_second_host_is_refused_over_http2_too() {
     .await
     .expect("test finished in time");
 }
+
+#[tokio::test]
+async fn an_http2_body_longer_than_its_length_never_reaches_http1() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        // Downgraded to HTTP/1.1 as it came, `content-length: 0` followed
+        // by a DATA frame would put a second request on the upstream's
+        // connection. RFC 9113 §8.1.1: the length and the DATA frames
+        // must agree, or the stream is malformed.
+        let up = Recorder::start().await;
+        for (side, proxy) in both_sides(up.addr).await {
+            up.forget();
+            let tcp = TcpStream::connect(addr_of(side, &proxy)).await.unwrap();
+            let (mut h2, conn) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(conn);
+            let req = http::Request::post("http://up/upload")
+                .header("content-length", "0")
+                .body(())
+                .unwrap();
+            let (response, mut body) = h2.send_request(req, false).unwrap();
+            let smuggled = bytes::Bytes::from_static(b"GET /smuggled HTTP/1.1\r\nHost: up\r\n\r\n");
+            let _ = body.send_data(smuggled, true);
+            match response.await {
+                Ok(r) => assert!(r.status().is_client_error(), "{side}: {}", r.status()),
+                Err(e) => assert!(e.is_reset() || e.is_go_away(), "{side}: {e}"),
+            }
+            // Refused before anything went on.
+            assert_eq!(up.received(), "", "{side}");
+        }
+    })
+    .await
+    .expect("test finished in time");
+}
