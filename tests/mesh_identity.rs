@@ -120,7 +120,7 @@ fn https_post(
 }
 
 struct Sidecar {
-    _process: Killed,
+    process: Killed,
     outbound: SocketAddr,
     inbound: SocketAddr,
     admin: SocketAddr,
@@ -148,7 +148,7 @@ fn sidecar(
         cmd.args(["--app", &app.to_string()]);
     }
     Sidecar {
-        _process: Killed(cmd.stdout(Stdio::null()).stderr(logs()).spawn().unwrap()),
+        process: Killed(cmd.stdout(Stdio::null()).stderr(logs()).spawn().unwrap()),
         outbound,
         inbound,
         admin,
@@ -380,7 +380,7 @@ fn static_sidecar(
         cmd.args(["--app", &app.to_string()]);
     }
     Sidecar {
-        _process: Killed(cmd.stdout(Stdio::null()).stderr(logs()).spawn().unwrap()),
+        process: Killed(cmd.stdout(Stdio::null()).stderr(logs()).spawn().unwrap()),
         outbound,
         inbound,
         admin,
@@ -718,5 +718,93 @@ fn intentions_decide_by_verified_identity_and_change_through_the_rollout() {
             Some((403, _, _))
         ),
         "the last good version (productpage denied) keeps running"
+    );
+}
+
+/// The proxy's `gitmesh_mesh_certificate_expiry_timestamp_seconds`.
+fn certificate_expiry(admin: SocketAddr) -> Option<u64> {
+    let (_, text) = get(admin, "/metrics", "admin")?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("gitmesh_mesh_certificate_expiry_timestamp_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn static_sidecars_take_a_renewed_certificate_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = d.join("ca");
+    let run = |args: &[&str]| {
+        let out = gitmesh(d, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let ca_arg = ca.to_str().unwrap();
+    run(&[
+        "ca",
+        "init",
+        "--dir",
+        ca_arg,
+        "--trust-domain",
+        "static.test",
+    ]);
+    let issue = |service: &str, lifetime: &str, out: &str| {
+        let out = d.join(out);
+        run(&[
+            "ca",
+            "issue",
+            "--dir",
+            ca_arg,
+            "--trust-domain",
+            "static.test",
+            "--service",
+            service,
+            "--lifetime",
+            lifetime,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let near =
+        |value: Option<u64>, expected: u64| value.is_some_and(|v| v.abs_diff(expected) < 300);
+    issue("details", "1h", "details");
+    issue("productpage", "1h", "productpage");
+    let app = identity_app();
+    let details = static_sidecar(d, "details", None, Some(app));
+    let page = static_sidecar(d, "productpage", Some(details.inbound), None);
+    wait_for("details listening", || {
+        certificate_expiry(details.admin).is_some()
+    });
+    assert!(near(certificate_expiry(details.admin), now() + 3600));
+
+    // An outside tool renews the files; SIGHUP swaps the certificate in.
+    issue("details", "3h", "details");
+    let hup = |s: &Sidecar| {
+        let pid = rustix::process::Pid::from_raw(s.process.0.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    };
+    hup(&details);
+    wait_for("the renewed certificate in use", || {
+        near(certificate_expiry(details.admin), now() + 3 * 3600)
+    });
+    // New handshakes present it, and mTLS between the two still works.
+    wait_for(
+        "productpage reaching details over mTLS",
+        || matches!(get(page.outbound, "/", "details"), Some((200, body)) if body == "spiffe://static.test/svc/productpage"),
+    );
+
+    // Another service's certificate is refused; the running one stays.
+    issue("productpage", "5h", "details");
+    hup(&details);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(near(certificate_expiry(details.admin), now() + 3 * 3600));
+    assert!(
+        matches!(get(page.outbound, "/", "details"), Some((200, _))),
+        "details keeps serving with its own certificate"
     );
 }

@@ -8,12 +8,15 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 
 use crate::body::ProxyBody;
 use crate::metrics::Metrics;
+use crate::mtls::MeshIdentity;
 use crate::swap::ConfigStore;
 
 #[derive(Debug)]
 pub struct Admin {
     pub store: Arc<ConfigStore>,
     pub metrics: Arc<Metrics>,
+    /// Read at each scrape: renewal and SIGHUP swap its certificate.
+    pub identity: Option<Arc<MeshIdentity>>,
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<ProxyBody> {
@@ -34,11 +37,16 @@ impl Admin {
             );
         }
         match req.uri().path() {
-            "/metrics" => reply(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                Bytes::from(self.metrics.encode()),
-            ),
+            "/metrics" => {
+                if let Some(identity) = &self.identity {
+                    self.metrics.certificate_expires(identity.validity().1);
+                }
+                reply(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    Bytes::from(self.metrics.encode()),
+                )
+            }
             "/ready" => reply(StatusCode::OK, "text/plain", Bytes::from_static(b"ready\n")),
             "/config" => {
                 let snapshot = self.store.current();

@@ -1,7 +1,8 @@
 //! `gitmesh proxy`: the command-line arguments and the blocking entry point
 //! that builds a runtime, starts the proxy, and drains it on Ctrl-C/SIGTERM.
-//! SIGHUP re-reads `--config`. With `--control-plane` the config comes from
-//! the reconciler instead (see [`crate::control`]).
+//! SIGHUP re-reads `--config`, and `--tls-cert`/`--tls-key` (renewed by an
+//! outside tool). With `--control-plane` the config comes from the
+//! reconciler instead (see [`crate::control`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -131,7 +132,8 @@ pub struct ProxyArgs {
 
     /// mTLS, static mode: this sidecar's certificate chain (PEM), whose URI
     /// SAN is `spiffe://<trust-domain>/svc/<service>` (`gitmesh ca issue`
-    /// makes one). Needs --tls-key and --ca-bundle.
+    /// makes one). Needs --tls-key and --ca-bundle. SIGHUP reads both
+    /// files again: renew them, then `kill -HUP`, no restart.
     #[arg(long, value_name = "FILE", requires_all = ["tls_key", "ca_bundle"])]
     pub tls_cert: Option<PathBuf>,
 
@@ -177,6 +179,28 @@ impl ProxyArgs {
             MeshIdentity::from_pem(&read_file(cert)?, &read_file(key)?, &read_file(bundle)?)?;
         tracing::info!(id = %identity.id(), "mTLS identity loaded");
         Ok(Some(Arc::new(identity)))
+    }
+
+    /// SIGHUP with --tls-cert/--tls-key: reads both again (a tool renewed
+    /// them) and swaps the certificate in for new handshakes. One with
+    /// another SPIFFE ID, not chaining to the bundle, expired, or not
+    /// matching its key is refused, and the running one stays. The bundle
+    /// is not re-read: new roots still need a restart.
+    fn reload_identity(&self, identity: &MeshIdentity) {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return;
+        };
+        let read = read_file(cert).and_then(|c| Ok((c, read_file(key)?)));
+        let rotated = read.and_then(|(c, k)| Ok(identity.rotate(&c, &k)?));
+        match rotated {
+            Ok(()) => {
+                let (_, until) = identity.validity();
+                tracing::info!(id = %identity.id(), valid_until = ?until, "SIGHUP: mesh certificate reloaded");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: mesh certificate refused; keeping the running one");
+            }
+        }
     }
 
     /// The bootstrap token, from --bootstrap-token-file or the environment.
@@ -279,11 +303,15 @@ async fn serve(args: ProxyArgs) -> Result<(), ProxyError> {
     };
     let mut settings = args.settings();
     settings.identity = args.static_identity()?;
+    let identity = settings.identity.clone();
     let proxy = Proxy::start(settings, config).await?;
     loop {
         match next_signal().await {
             Signal::Stop => break,
             Signal::Reload => {
+                if let Some(identity) = &identity {
+                    args.reload_identity(identity);
+                }
                 let Some(path) = &args.config else { continue };
                 match read_config(path).map(|c| proxy.apply(c)) {
                     Ok(Ok(())) => {}

@@ -88,6 +88,9 @@ pub struct Metrics {
     connections: Family<ListenerLabels, Gauge>,
     config_info: Family<VersionLabels, Gauge>,
     config_rejected: Counter,
+    /// When the mesh certificate in use expires (Unix seconds; 0 without
+    /// one), set at each scrape.
+    certificate_expiry: Gauge,
     /// Accepted bearer tokens: `[signature checked, from the cache]`.
     jwt_accepted: [Counter; 2],
 }
@@ -197,6 +200,12 @@ impl Metrics {
             "Configs refused as invalid",
             config_rejected.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "mesh_certificate_expiry_timestamp_seconds",
+            "When the mesh certificate in use expires, in Unix seconds (0 without mTLS)",
+            certificate_expiry.clone(),
+        );
         let jwt_family = Family::<JwtLabels, Counter>::default();
         registry.register(
             "jwt_accepted",
@@ -217,6 +226,7 @@ impl Metrics {
             errors,
             connections,
             config_info,
+            certificate_expiry,
             config_rejected,
             jwt_accepted,
         }
@@ -300,6 +310,15 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Records when the mesh certificate in use expires.
+    pub fn certificate_expires(&self, at: std::time::SystemTime) {
+        let secs = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.certificate_expiry
+            .set(i64::try_from(secs).unwrap_or(i64::MAX));
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -164,6 +164,7 @@ impl Proxy {
         let admin = Arc::new(Admin {
             store: store.clone(),
             metrics: metrics.clone(),
+            identity: settings.identity.clone(),
         });
         let limits = settings.limits.clone();
         let mode_store = store.clone();
