@@ -458,8 +458,38 @@ fn gitmesh_ca_makes_certificates_for_static_sidecars() {
     );
     assert_eq!(get(details.inbound, "/", "details").map(|r| r.0), Some(403));
 
+    // `--check` loads the identity as a start would.
+    let check = |service: &str| {
+        gitmesh(
+            d,
+            &[
+                "proxy",
+                "--check",
+                "--config",
+                d.join(format!("{service}.json")).to_str().unwrap(),
+                "--tls-cert",
+                d.join(format!("{service}/cert.pem")).to_str().unwrap(),
+                "--tls-key",
+                d.join(format!("{service}/key.pem")).to_str().unwrap(),
+                "--ca-bundle",
+                ca_dir.join("ca.pem").to_str().unwrap(),
+            ],
+        )
+    };
+    let out = check("productpage");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out)
+            .contains("mTLS: ok: spiffe://static.test/svc/productpage, certificate valid until"),
+        "{}",
+        stdout(&out)
+    );
+
     // A key that does not match the certificate is refused at start, with the reason.
     std::fs::copy(d.join("details/key.pem"), d.join("productpage/key.pem")).unwrap();
+    let out = check("productpage");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
     let out = Command::new(env!("CARGO_BIN_EXE_gitmesh"))
         .args([
             "proxy",

@@ -60,6 +60,7 @@ pub struct ProxyArgs {
     /// Check the config (--config FILE, else the one saved in --state-dir)
     /// as a running proxy would before applying it, print every problem
     /// with where it is, and exit: 0 if it would be accepted, 1 if not.
+    /// With --tls-cert/--tls-key/--ca-bundle, load them as a start would.
     /// Binds nothing and starts nothing (like `nginx -t`).
     #[arg(long, conflicts_with = "control_plane")]
     pub check: bool,
@@ -245,11 +246,34 @@ pub struct CheckedConfig {
     pub version: String,
     pub service: String,
     pub upstreams: usize,
+    /// With --tls-cert: the certificate's SPIFFE ID and when it expires.
+    pub identity: Option<(String, std::time::SystemTime)>,
+}
+
+/// One line for the config; another for the identity, if any.
+impl std::fmt::Display for CheckedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = if self.upstreams == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{}: ok: config {} for service `{}`, {} upstream{plural}",
+            self.source.display(),
+            self.version,
+            self.service,
+            self.upstreams,
+        )?;
+        if let Some((id, until)) = &self.identity {
+            let until = httpdate::fmt_http_date(*until);
+            write!(f, "\nmTLS: ok: {id}, certificate valid until {until}")?;
+        }
+        Ok(())
+    }
 }
 
 /// `--check`: reads the config a static proxy would start with and checks
-/// it as [`crate::check_config`] does. A refused config is
-/// [`ProxyError::InvalidConfig`], with every problem.
+/// it as [`crate::check_config`] does, then loads --tls-cert/--tls-key/
+/// --ca-bundle if given. A refused config is [`ProxyError::InvalidConfig`],
+/// with every problem; a refused identity is [`ProxyError::Identity`].
 pub fn check(args: &ProxyArgs) -> Result<CheckedConfig, ProxyError> {
     let (source, mut config) = match (&args.config, &args.state_dir) {
         (Some(path), _) => (path.clone(), read_config(path)?),
@@ -263,16 +287,21 @@ pub fn check(args: &ProxyArgs) -> Result<CheckedConfig, ProxyError> {
     if let Some(service) = &args.service {
         config.service = service.clone();
     }
-    let checked = CheckedConfig {
+    let mut checked = CheckedConfig {
         source: source.clone(),
         version: config.version.clone(),
         service: config.service.clone(),
         upstreams: config.upstreams.len(),
+        identity: None,
     };
     crate::check_config(config).map_err(|invalid| ProxyError::InvalidConfig {
         path: Some(source),
         invalid,
     })?;
+    // The certificate, key and bundle as the proxy would load them.
+    checked.identity = args
+        .static_identity()?
+        .map(|identity| (identity.id().to_string(), identity.validity().1));
     Ok(checked)
 }
 

@@ -42,16 +42,14 @@ pub fn run(cmd: ProxyCommand) -> anyhow::Result<ExitCode> {
 /// problem (`file: where: what`) and exit code 1.
 fn check(args: &ProxyArgs) -> anyhow::Result<ExitCode> {
     match gitmesh_proxy::check(args) {
-        Ok(c) => {
-            println!(
-                "{}: ok: config {} for service `{}`, {} upstream{}",
-                c.source.display(),
-                c.version,
-                c.service,
-                c.upstreams,
-                if c.upstreams == 1 { "" } else { "s" }
-            );
+        Ok(checked) => {
+            println!("{checked}");
             Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (ProxyError::Identity(_) | ProxyError::ReadTlsFile { .. })) => {
+            eprintln!("mTLS: {e}");
+            eprintln!("refused: the mTLS identity");
+            Ok(ExitCode::FAILURE)
         }
         Err(ProxyError::InvalidConfig { path, invalid }) => {
             let file = path
