@@ -829,6 +829,7 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
     );
 
     // Another service's certificate is refused; the running one stays.
+    issue("details", "3h", "details-renewed");
     issue("productpage", "5h", "details");
     hup(&details);
     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -836,5 +837,57 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
     assert!(
         matches!(get(page.outbound, "/", "details"), Some((200, _))),
         "details keeps serving with its own certificate"
+    );
+    for file in ["cert.pem", "key.pem"] {
+        std::fs::copy(
+            d.join("details-renewed").join(file),
+            d.join("details").join(file),
+        )
+        .unwrap();
+    }
+
+    // A new mesh CA: the bundle gets its root beside the old one, and
+    // SIGHUP makes details take callers with certificates of either.
+    let ca2 = d.join("ca2");
+    run(&[
+        "ca",
+        "init",
+        "--dir",
+        ca2.to_str().unwrap(),
+        "--trust-domain",
+        "static.test",
+    ]);
+    let both = [ca.join("ca.pem"), ca2.join("ca.pem")]
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .concat();
+    std::fs::write(ca.join("ca.pem"), both).unwrap();
+    let out = d.join("productpage");
+    run(&[
+        "ca",
+        "issue",
+        "--dir",
+        ca2.to_str().unwrap(),
+        "--trust-domain",
+        "static.test",
+        "--service",
+        "productpage",
+        "--lifetime",
+        "1h",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let new_page = static_sidecar(d, "productpage", Some(details.inbound), None);
+    wait_for("the new CA's productpage listening", || {
+        get(new_page.admin, "/ready", "admin").is_some()
+    });
+    // (TLS 1.3: the caller learns of the refusal on its first read, a 502.)
+    assert!(
+        get(new_page.outbound, "/", "details").is_some_and(|r| r.0 >= 500),
+        "details trusts only the old root until SIGHUP"
+    );
+    hup(&details);
+    wait_for(
+        "details taking a caller of the new CA",
+        || matches!(get(new_page.outbound, "/", "details"), Some((200, body)) if body == "spiffe://static.test/svc/productpage"),
     );
 }

@@ -1,7 +1,7 @@
 //! `gitmesh proxy`: the command-line arguments and the blocking entry point
 //! that builds a runtime, starts the proxy, and drains it on Ctrl-C/SIGTERM.
-//! SIGHUP re-reads `--config`, and `--tls-cert`/`--tls-key` (renewed by an
-//! outside tool). With `--control-plane` the config comes from the
+//! SIGHUP re-reads `--config`, and `--tls-cert`/`--tls-key`/`--ca-bundle`
+//! (renewed by an outside tool, or a CA rotation). With `--control-plane` the config comes from the
 //! reconciler instead (see [`crate::control`]).
 
 use std::net::SocketAddr;
@@ -18,7 +18,7 @@ use crate::error::ProxyError;
 use crate::listener::ListenerLimits;
 use crate::mtls::MeshIdentity;
 use crate::peer::PeerIdentity;
-use crate::proxy::{Proxy, ProxySettings};
+use crate::proxy::{Proxy, ProxySettings, RunningProxy};
 use crate::state::{StateDir, read_config};
 
 /// How the binary should format logs (it sets up `tracing` itself).
@@ -133,8 +133,9 @@ pub struct ProxyArgs {
 
     /// mTLS, static mode: this sidecar's certificate chain (PEM), whose URI
     /// SAN is `spiffe://<trust-domain>/svc/<service>` (`gitmesh ca issue`
-    /// makes one). Needs --tls-key and --ca-bundle. SIGHUP reads both
-    /// files again: renew them, then `kill -HUP`, no restart.
+    /// makes one). Needs --tls-key and --ca-bundle. SIGHUP reads the three
+    /// files again: renew the certificate or add a new CA root, then
+    /// `kill -HUP`, no restart.
     #[arg(long, value_name = "FILE", requires_all = ["tls_key", "ca_bundle"])]
     pub tls_cert: Option<PathBuf>,
 
@@ -182,24 +183,34 @@ impl ProxyArgs {
         Ok(Some(Arc::new(identity)))
     }
 
-    /// SIGHUP with --tls-cert/--tls-key: reads both again (a tool renewed
-    /// them) and swaps the certificate in for new handshakes. One with
-    /// another SPIFFE ID, not chaining to the bundle, expired, or not
-    /// matching its key is refused, and the running one stays. The bundle
-    /// is not re-read: new roots still need a restart.
-    fn reload_identity(&self, identity: &MeshIdentity) {
-        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+    /// SIGHUP with --tls-cert/--tls-key/--ca-bundle: reads the three again
+    /// (a tool renewed the certificate, or the mesh CA is rotating) and
+    /// swaps them in for new handshakes. A certificate with another SPIFFE
+    /// ID, not chaining to the bundle, expired, or not matching its key is
+    /// refused, and the running identity stays.
+    fn reload_identity(&self, proxy: &RunningProxy, identity: &MeshIdentity) {
+        let (Some(cert), Some(key), Some(bundle)) =
+            (&self.tls_cert, &self.tls_key, &self.ca_bundle)
+        else {
             return;
         };
-        let read = read_file(cert).and_then(|c| Ok((c, read_file(key)?)));
-        let rotated = read.and_then(|(c, k)| Ok(identity.rotate(&c, &k)?));
+        let read = || Ok::<_, ProxyError>((read_file(cert)?, read_file(key)?, read_file(bundle)?));
+        let rotated = match read() {
+            Ok((c, k, b)) => match proxy.rotate_identity(&c, &k, Some(&b)) {
+                Some(Ok(())) => Ok(()),
+                Some(Err(e)) => Err(e.to_string()),
+                None => return,
+            },
+            Err(e) => Err(e.to_string()),
+        };
         match rotated {
             Ok(()) => {
                 let (_, until) = identity.validity();
-                tracing::info!(id = %identity.id(), valid_until = ?until, "SIGHUP: mesh certificate reloaded");
+                let roots = identity.roots().len();
+                tracing::info!(id = %identity.id(), valid_until = ?until, roots, "SIGHUP: mesh certificate and CA bundle reloaded");
             }
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: mesh certificate refused; keeping the running one");
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: mesh certificate or CA bundle refused; keeping the running ones");
             }
         }
     }
@@ -339,7 +350,7 @@ async fn serve(args: ProxyArgs) -> Result<(), ProxyError> {
             Signal::Stop => break,
             Signal::Reload => {
                 if let Some(identity) = &identity {
-                    args.reload_identity(identity);
+                    args.reload_identity(&proxy, identity);
                 }
                 let Some(path) = &args.config else { continue };
                 match read_config(path).map(|c| proxy.apply(c)) {

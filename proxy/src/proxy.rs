@@ -19,7 +19,7 @@ use crate::inbound::Inbound;
 use crate::listener::{self, ListenerLimits};
 use crate::metrics::Metrics;
 use crate::mirror::Mirrors;
-use crate::mtls::{InboundTls, MeshIdentity, MeshTls};
+use crate::mtls::{InboundTls, MeshIdentity, MeshTls, RotateError};
 use crate::outbound::Outbound;
 use crate::state::StateDir;
 use crate::swap::ConfigStore;
@@ -88,6 +88,8 @@ pub struct RunningProxy {
     admin: SocketAddr,
     store: Arc<ConfigStore>,
     metrics: Arc<Metrics>,
+    /// The sidecar's mTLS, if it has an identity.
+    tls: Option<Arc<MeshTls>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -220,6 +222,7 @@ impl Proxy {
             admin: admin_addr,
             store,
             metrics,
+            tls,
             shutdown,
             tasks,
         })
@@ -251,6 +254,19 @@ impl RunningProxy {
     }
 
     /// The Prometheus text of this proxy's metrics.
+    /// Swaps in a renewed certificate and key, and with `ca_bundle` new
+    /// mesh roots (see [`MeshTls::rotate`]). `None`: this proxy has no
+    /// identity to rotate.
+    pub fn rotate_identity(
+        &self,
+        chain: &[u8],
+        key: &[u8],
+        ca_bundle: Option<&[u8]>,
+    ) -> Option<Result<(), RotateError>> {
+        let tls = self.tls.as_ref()?;
+        Some(tls.rotate(chain, key, ca_bundle))
+    }
+
     pub fn metrics_text(&self) -> String {
         self.metrics.encode()
     }

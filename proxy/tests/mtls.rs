@@ -591,3 +591,88 @@ async fn steady_traffic_reuses_one_mtls_connection() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_new_mesh_ca_is_taken_in_without_a_restart() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let (old, new) = (TestCa::new(), TestCa::new());
+        let app = identity_app().await;
+        let reviews = sidecar(
+            "reviews",
+            Some(old.identity("reviews")),
+            "strict",
+            Some(app.addr),
+            None,
+        )
+        .await;
+        let addr = reviews.inbound_addr();
+        let answered =
+            |r: std::io::Result<String>| matches!(&r, Ok(body) if body.starts_with("HTTP/1.1 200"));
+        let rotate = |proxy: &RunningProxy, (cert, key): (String, String), bundle: &str| {
+            proxy
+                .rotate_identity(cert.as_bytes(), key.as_bytes(), Some(bundle.as_bytes()))
+                .expect("the sidecar has an identity")
+        };
+        // Only the old root is trusted: a caller of the new CA is refused.
+        assert!(!answered(
+            raw_tls_get(addr, &old.pem, Some(new.leaf("frontend"))).await
+        ));
+
+        // A bundle without the root of the sidecar's own certificate is
+        // refused, and nothing changes.
+        assert!(rotate(&reviews, old.leaf("reviews"), &new.pem).is_err());
+        assert!(!answered(
+            raw_tls_get(addr, &old.pem, Some(new.leaf("frontend"))).await
+        ));
+        assert!(answered(
+            raw_tls_get(addr, &old.pem, Some(old.leaf("frontend"))).await
+        ));
+
+        // Both roots, the rotation's first step: callers of either CA.
+        let both = format!("{}{}", old.pem, new.pem);
+        rotate(&reviews, old.leaf("reviews"), &both).unwrap();
+        assert!(answered(
+            raw_tls_get(addr, &old.pem, Some(new.leaf("frontend"))).await
+        ));
+        assert!(answered(
+            raw_tls_get(addr, &old.pem, Some(old.leaf("frontend"))).await
+        ));
+
+        // The sidecar moves to a certificate of the new CA and drops the
+        // old root.
+        rotate(&reviews, new.leaf("reviews"), &new.pem).unwrap();
+        assert!(answered(
+            raw_tls_get(addr, &new.pem, Some(new.leaf("frontend"))).await
+        ));
+        assert!(!answered(
+            raw_tls_get(addr, &new.pem, Some(old.leaf("frontend"))).await
+        ));
+
+        // The client side verifies with the new roots too. reviews takes
+        // callers of both CAs again; a caller that trusts only the old root
+        // cannot check reviews' new certificate, and can once it is given
+        // both.
+        rotate(&reviews, new.leaf("reviews"), &both).unwrap();
+        let frontend = sidecar(
+            "frontend",
+            Some(old.identity("frontend")),
+            "strict",
+            None,
+            Some(("reviews", addr)),
+        )
+        .await;
+        let c = client();
+        assert_eq!(
+            get(&c, frontend.outbound_addr(), "reviews", "/")
+                .await
+                .status,
+            503
+        );
+        rotate(&frontend, old.leaf("frontend"), &both).unwrap();
+        let r = get(&c, frontend.outbound_addr(), "reviews", "/").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body, "spiffe://mesh.test/svc/frontend");
+    })
+    .await
+    .unwrap();
+}

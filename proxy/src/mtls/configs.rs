@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
-use super::identity::{MeshIdentity, Resolver};
+use super::identity::{IdentityError, MeshIdentity, Resolver};
 use super::san::spiffe_id_of;
 use super::stream::MeshStream;
 use super::verify::SpiffeServerVerifier;
@@ -22,6 +23,13 @@ use crate::peer::PeerIdentity;
 /// A sidecar's mTLS: its identity and the two configs that present it.
 pub struct MeshTls {
     identity: Arc<MeshIdentity>,
+    /// Rebuilt when the mesh roots change; each handshake takes the
+    /// current pair.
+    configs: ArcSwap<Configs>,
+}
+
+/// The server and client configs, built from the identity's roots.
+struct Configs {
     acceptor: TlsAcceptor,
     connector: TlsConnector,
 }
@@ -34,8 +42,8 @@ impl std::fmt::Debug for MeshTls {
     }
 }
 
-impl MeshTls {
-    pub fn new(identity: Arc<MeshIdentity>) -> Result<Arc<Self>, rustls::Error> {
+impl Configs {
+    fn build(identity: &Arc<MeshIdentity>) -> Result<Self, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let client_verifier =
             WebPkiClientVerifier::builder_with_provider(identity.roots(), provider.clone())
@@ -53,11 +61,40 @@ impl MeshTls {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
             .with_client_cert_resolver(Arc::new(Resolver(identity.clone())));
-        Ok(Arc::new(MeshTls {
-            identity,
+        Ok(Configs {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             connector: TlsConnector::from(Arc::new(client)),
+        })
+    }
+}
+
+impl MeshTls {
+    pub fn new(identity: Arc<MeshIdentity>) -> Result<Arc<Self>, rustls::Error> {
+        let configs = Configs::build(&identity)?;
+        Ok(Arc::new(MeshTls {
+            identity,
+            configs: ArcSwap::from_pointee(configs),
         }))
+    }
+
+    /// Swaps in a renewed certificate and key, and with `ca_bundle` the
+    /// mesh roots too (a CA rotation). New handshakes use them;
+    /// established connections keep going. Anything refused leaves the
+    /// running identity as it was.
+    pub fn rotate(
+        &self,
+        chain: &[u8],
+        key: &[u8],
+        ca_bundle: Option<&[u8]>,
+    ) -> Result<(), RotateError> {
+        let Some(bundle) = ca_bundle else {
+            return Ok(self.identity.rotate(chain, key)?);
+        };
+        if self.identity.rotate_with_bundle(chain, key, bundle)? {
+            let configs = Configs::build(&self.identity).map_err(RotateError::Tls)?;
+            self.configs.store(Arc::new(configs));
+        }
+        Ok(())
     }
 
     pub fn identity(&self) -> &Arc<MeshIdentity> {
@@ -80,7 +117,8 @@ impl MeshTls {
         &self,
         stream: TcpStream,
     ) -> std::io::Result<(MeshStream, Option<PeerIdentity>)> {
-        let tls = self.acceptor.accept(stream).await?;
+        let acceptor = self.configs.load().acceptor.clone();
+        let tls = acceptor.accept(stream).await?;
         let peer = tls
             .get_ref()
             .1
@@ -89,6 +127,15 @@ impl MeshTls {
             .and_then(spiffe_id_of);
         Ok((MeshStream::Server(Box::new(tls)), peer))
     }
+}
+
+/// Why a rotation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error("cannot build the TLS configs for the new roots: {0}")]
+    Tls(rustls::Error),
 }
 
 /// mTLS to one upstream service's sidecars.
@@ -108,11 +155,8 @@ impl Eq for UpstreamTls {}
 
 impl UpstreamTls {
     pub async fn connect(&self, stream: TcpStream) -> std::io::Result<MeshStream> {
-        let tls = self
-            .tls
-            .connector
-            .connect(self.name.clone(), stream)
-            .await?;
+        let connector = self.tls.configs.load().connector.clone();
+        let tls = connector.connect(self.name.clone(), stream).await?;
         Ok(MeshStream::Client(Box::new(tls)))
     }
 }

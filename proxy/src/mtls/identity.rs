@@ -1,7 +1,8 @@
 //! The proxy's own identity: its SPIFFE certificate and key, the mesh CA
-//! bundle it trusts, and the swap that rotates the certificate while every
-//! open connection and every handshake in progress keeps working (rustls
-//! asks the resolvers here for the current certificate at each handshake).
+//! bundle it trusts, and the swaps that rotate the certificate (and the
+//! bundle) while every open connection and every handshake in progress
+//! keeps working (rustls asks the resolvers here for the current
+//! certificate at each handshake).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,7 +58,7 @@ struct Current {
 #[derive(Debug)]
 pub struct MeshIdentity {
     id: PeerIdentity,
-    roots: Arc<RootCertStore>,
+    roots: ArcSwap<RootCertStore>,
     current: ArcSwap<Current>,
 }
 
@@ -79,13 +80,13 @@ impl MeshIdentity {
     /// Loads a certificate chain and its key (PEM) and the CA bundle that
     /// peers' certificates must chain to.
     pub fn from_pem(chain: &[u8], key: &[u8], ca_bundle: &[u8]) -> Result<Self, IdentityError> {
-        let roots = Arc::new(parse_bundle(ca_bundle)?);
+        let roots = parse_bundle(ca_bundle)?;
         let current = load(chain, key, &roots)?;
         let id = spiffe_id_of(current.key.end_entity_cert().map_err(bad)?)
             .ok_or(IdentityError::NoSpiffeId)?;
         Ok(MeshIdentity {
             id,
-            roots,
+            roots: ArcSwap::from_pointee(roots),
             current: ArcSwap::from_pointee(current),
         })
     }
@@ -94,7 +95,41 @@ impl MeshIdentity {
     /// one; established connections are not touched. The new certificate
     /// must carry the same SPIFFE ID and chain to the same roots.
     pub fn rotate(&self, chain: &[u8], key: &[u8]) -> Result<(), IdentityError> {
-        let next = load(chain, key, &self.roots)?;
+        let next = self.checked(chain, key, &self.roots.load())?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// Replaces the mesh roots as well (a CA rotation: the bundle holds the
+    /// old root and the new one while certificates move over), and the
+    /// certificate, which must chain to the new roots. `true`: the roots
+    /// changed, and the TLS configs that verify peers must be rebuilt
+    /// ([`super::MeshTls::rotate`] does).
+    pub fn rotate_with_bundle(
+        &self,
+        chain: &[u8],
+        key: &[u8],
+        ca_bundle: &[u8],
+    ) -> Result<bool, IdentityError> {
+        let roots = parse_bundle(ca_bundle)?;
+        let next = self.checked(chain, key, &roots)?;
+        let changed = roots.roots != self.roots.load().roots;
+        if changed {
+            self.roots.store(Arc::new(roots));
+        }
+        self.current.store(Arc::new(next));
+        Ok(changed)
+    }
+
+    /// `chain` and `key` loaded and checked against `roots`, for this
+    /// identity's SPIFFE ID.
+    fn checked(
+        &self,
+        chain: &[u8],
+        key: &[u8],
+        roots: &RootCertStore,
+    ) -> Result<Current, IdentityError> {
+        let next = load(chain, key, roots)?;
         let id = spiffe_id_of(next.key.end_entity_cert().map_err(bad)?)
             .ok_or(IdentityError::NoSpiffeId)?;
         if id != self.id {
@@ -103,8 +138,7 @@ impl MeshIdentity {
                 new: id.to_string(),
             });
         }
-        self.current.store(Arc::new(next));
-        Ok(())
+        Ok(next)
     }
 
     pub fn id(&self) -> &PeerIdentity {
@@ -112,7 +146,7 @@ impl MeshIdentity {
     }
 
     pub fn roots(&self) -> Arc<RootCertStore> {
-        self.roots.clone()
+        self.roots.load_full()
     }
 
     /// The current certificate's validity window.

@@ -10,7 +10,7 @@ mod san;
 mod stream;
 mod verify;
 
-pub use self::configs::{InboundTls, MeshTls, UpstreamTls};
+pub use self::configs::{InboundTls, MeshTls, RotateError, UpstreamTls};
 pub(crate) use self::identity::Resolver;
 pub(crate) use self::identity::parse_bundle;
 pub use self::identity::{CertificateRequest, IdentityError, MeshIdentity};
