@@ -194,15 +194,12 @@ impl ProxyArgs {
         else {
             return;
         };
-        let read = || Ok::<_, ProxyError>((read_file(cert)?, read_file(key)?, read_file(bundle)?));
-        let rotated = match read() {
-            Ok((c, k, b)) => match proxy.rotate_identity(&c, &k, Some(&b)) {
-                Some(Ok(())) => Ok(()),
-                Some(Err(e)) => Err(e.to_string()),
-                None => return,
-            },
-            Err(e) => Err(e.to_string()),
-        };
+        let rotated = (|| {
+            let (c, k, b) = (read_file(cert)?, read_file(key)?, read_file(bundle)?);
+            // `None`: no identity, which a static sidecar with these files has.
+            let rotated = proxy.rotate_identity(&c, &k, Some(&b)).unwrap_or(Ok(()));
+            rotated.map_err(|e| ProxyError::Tls(e.to_string()))
+        })();
         match rotated {
             Ok(()) => {
                 let (_, until) = identity.validity();
