@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -43,10 +43,14 @@ impl std::fmt::Debug for MeshTls {
 }
 
 impl Configs {
-    fn build(identity: &Arc<MeshIdentity>) -> Result<Self, rustls::Error> {
+    /// The configs presenting `identity` and verifying peers against `roots`.
+    fn build(
+        identity: &Arc<MeshIdentity>,
+        roots: Arc<RootCertStore>,
+    ) -> Result<Self, rustls::Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let client_verifier =
-            WebPkiClientVerifier::builder_with_provider(identity.roots(), provider.clone())
+            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
         let mut server = ServerConfig::builder_with_provider(provider.clone())
@@ -54,8 +58,7 @@ impl Configs {
             .with_client_cert_verifier(client_verifier)
             .with_cert_resolver(Arc::new(Resolver(identity.clone())));
         server.ticketer = rustls::crypto::ring::Ticketer::new()?;
-        let verifier =
-            SpiffeServerVerifier::new(identity.roots(), identity.id().trust_domain().to_string());
+        let verifier = SpiffeServerVerifier::new(roots, identity.id().trust_domain().to_string());
         let client = ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
@@ -70,7 +73,7 @@ impl Configs {
 
 impl MeshTls {
     pub fn new(identity: Arc<MeshIdentity>) -> Result<Arc<Self>, rustls::Error> {
-        let configs = Configs::build(&identity)?;
+        let configs = Configs::build(&identity, identity.roots())?;
         Ok(Arc::new(MeshTls {
             identity,
             configs: ArcSwap::from_pointee(configs),
@@ -90,8 +93,16 @@ impl MeshTls {
         let Some(bundle) = ca_bundle else {
             return Ok(self.identity.rotate(chain, key)?);
         };
-        if self.identity.rotate_with_bundle(chain, key, bundle)? {
-            let configs = Configs::build(&self.identity).map_err(RotateError::Tls)?;
+        let rotation = self.identity.prepare(chain, key, bundle)?;
+        // Built before anything is swapped, so a failure changes nothing.
+        let configs = match &rotation.roots {
+            Some(roots) => {
+                Some(Configs::build(&self.identity, roots.clone()).map_err(RotateError::Tls)?)
+            }
+            None => None,
+        };
+        self.identity.commit(rotation);
+        if let Some(configs) = configs {
             self.configs.store(Arc::new(configs));
         }
         Ok(())

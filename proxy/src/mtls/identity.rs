@@ -53,6 +53,15 @@ struct Current {
     not_after: i64,
 }
 
+/// A checked certificate and, when they differ from the running ones, new
+/// roots, ready to swap in.
+#[derive(Debug)]
+pub(crate) struct Rotation {
+    /// `Some`: new roots, which the TLS configs that verify peers need.
+    pub roots: Option<Arc<RootCertStore>>,
+    next: Current,
+}
+
 /// A sidecar's identity: one SPIFFE ID, the certificate currently proving
 /// it, and the mesh roots peers must chain to.
 #[derive(Debug)]
@@ -100,25 +109,31 @@ impl MeshIdentity {
         Ok(())
     }
 
-    /// Replaces the mesh roots as well (a CA rotation: the bundle holds the
-    /// old root and the new one while certificates move over), and the
-    /// certificate, which must chain to the new roots. `true`: the roots
-    /// changed, and the TLS configs that verify peers must be rebuilt
-    /// ([`super::MeshTls::rotate`] does).
-    pub fn rotate_with_bundle(
+    /// Checks a renewed certificate and key against a new bundle (a CA
+    /// rotation: the bundle holds the old root and the new one while
+    /// certificates move over), changing nothing yet: [`Self::commit`]
+    /// swaps them in once the caller has built what the new roots need.
+    pub(crate) fn prepare(
         &self,
         chain: &[u8],
         key: &[u8],
         ca_bundle: &[u8],
-    ) -> Result<bool, IdentityError> {
+    ) -> Result<Rotation, IdentityError> {
         let roots = parse_bundle(ca_bundle)?;
         let next = self.checked(chain, key, &roots)?;
         let changed = roots.roots != self.roots.load().roots;
-        if changed {
-            self.roots.store(Arc::new(roots));
+        Ok(Rotation {
+            roots: changed.then(|| Arc::new(roots)),
+            next,
+        })
+    }
+
+    /// Swaps in a prepared certificate, and its roots if they changed.
+    pub(crate) fn commit(&self, rotation: Rotation) {
+        if let Some(roots) = rotation.roots {
+            self.roots.store(roots);
         }
-        self.current.store(Arc::new(next));
-        Ok(changed)
+        self.current.store(Arc::new(rotation.next));
     }
 
     /// `chain` and `key` loaded and checked against `roots`, for this
