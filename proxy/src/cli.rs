@@ -1,8 +1,8 @@
 //! `gitmesh proxy`: the command-line arguments and the blocking entry point
 //! that builds a runtime, starts the proxy, and drains it on Ctrl-C/SIGTERM.
 //! SIGHUP re-reads `--config`, and `--tls-cert`/`--tls-key`/`--ca-bundle`
-//! (renewed by an outside tool, or a CA rotation). With `--control-plane` the config comes from the
-//! reconciler instead (see [`crate::control`]).
+//! (renewed by an outside tool, or a CA rotation). With `--control-plane`
+//! the config comes from the reconciler instead (see [`crate::control`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

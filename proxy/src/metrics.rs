@@ -309,7 +309,6 @@ impl Metrics {
         self.config_rejected.inc();
     }
 
-    /// The Prometheus text exposition of every metric.
     /// Records when the mesh certificate in use expires.
     pub fn certificate_expires(&self, at: std::time::SystemTime) {
         let secs = at
@@ -319,6 +318,7 @@ impl Metrics {
             .set(i64::try_from(secs).unwrap_or(i64::MAX));
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

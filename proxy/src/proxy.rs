@@ -253,7 +253,6 @@ impl RunningProxy {
         self.store.current().config.version.clone()
     }
 
-    /// The Prometheus text of this proxy's metrics.
     /// Swaps in a renewed certificate and key, and with `ca_bundle` new
     /// mesh roots (see [`MeshTls::rotate`]). `None`: this proxy has no
     /// identity to rotate.
@@ -267,6 +266,7 @@ impl RunningProxy {
         Some(tls.rotate(chain, key, ca_bundle))
     }
 
+    /// The Prometheus text of this proxy's metrics.
     pub fn metrics_text(&self) -> String {
         self.metrics.encode()
     }
