@@ -16,9 +16,10 @@ use crate::mtls::MeshTls;
 use crate::snapshot::Snapshot;
 use crate::state::StateDir;
 
-/// Validates and compiles `config` as a running proxy (`ConfigStore::apply`) does, without
-/// running anything: what `gitmesh proxy --check` reports. (Compiling needs
-/// no runtime: health checks are spawned by the store, not the compiler.)
+/// Validates and compiles `config` as a running proxy does before a swap
+/// (`ConfigStore::apply`), without running anything: what `gitmesh proxy
+/// --check` reports. (Compiling needs no runtime: health checks are spawned
+/// by the store, not the compiler.)
 pub fn check_config(config: ProxyConfig) -> Result<(), InvalidConfig> {
     config.validate()?;
     Snapshot::compile(config, &Metrics::new(), None, None).map(drop)
