@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use gitmesh_reconciler::api::{
-    ApiCertificate, ApiServer, BootstrapTokens, CertificateService, RegistryHandle,
+    ApiCertificate, ApiServer, BootstrapTokens, CertificateService, RegistryHandle, parse_roots,
 };
 use gitmesh_reconciler::ca::{MeshCa, trust_domain_mismatch};
 use gitmesh_reconciler::load::PolicySet;
@@ -117,6 +117,12 @@ pub struct ReconcileArgs {
     /// The mesh CA's private key (PEM), with --ca-cert.
     #[arg(long, value_name = "FILE", requires = "ca_cert")]
     ca_key: Option<PathBuf>,
+    /// During a CA rotation: the old root(s) (PEM). Sidecars whose
+    /// certificates it signed keep their access to the proxy API until they
+    /// renew from the new CA (SIGHUP makes them renew at once). See
+    /// docs/security.md, "Rotating the mesh CA".
+    #[arg(long, value_name = "FILE")]
+    previous_ca: Option<PathBuf>,
     /// The SPIFFE trust domain of issued certificates. Default: the Mesh's
     /// `trustDomain` at the branch's tip when the reconciler starts
     /// (`gitmesh.local` without a Mesh). A later commit whose Mesh names
@@ -210,7 +216,13 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
     let m = metrics.clone();
     server = server.with_metrics(move || m.render());
     let mut ca_trust_domain = None;
-    if let Some(tokens) = bootstrap_tokens(args.bootstrap_token_file.as_deref())? {
+    let tokens = bootstrap_tokens(args.bootstrap_token_file.as_deref())?;
+    if tokens.is_none() && args.previous_ca.is_some() {
+        anyhow::bail!(
+            "--previous-ca is for a mesh CA rotation, and no CA is served without bootstrap tokens (--bootstrap-token-file or GITMESH_BOOTSTRAP_TOKEN)"
+        );
+    }
+    if let Some(tokens) = tokens {
         let tip = tip_policies(&repo, &args.branch);
         let trust_domain = match (&args.trust_domain, &tip) {
             (Some(given), Some(p)) => {
@@ -236,9 +248,23 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
         let api_cert =
             ApiCertificate::new(certificates.clone(), names.clone(), args.api_cert_lifetime)?;
         tracing::info!(names = ?names, "proxy API serving HTTPS only (certificate from the mesh CA)");
+        let previous = match &args.previous_ca {
+            Some(file) => {
+                let pem = std::fs::read(file)
+                    .with_context(|| format!("reading --previous-ca {}", file.display()))?;
+                let roots = parse_roots(&pem)
+                    .with_context(|| format!("--previous-ca {}", file.display()))?;
+                tracing::info!(
+                    roots = roots.len(),
+                    "the previous CA's sidecars keep their API access until they renew"
+                );
+                roots
+            }
+            None => Vec::new(),
+        };
         server = server
             .with_certificates(certificates)
-            .with_tls(api_cert.server_config()?);
+            .with_tls(api_cert.server_config(&previous)?);
     }
     if let Some(secret) = webhook_secret(args.webhook_secret_file.as_deref())? {
         server = server.with_webhook(secret, move || trigger());
@@ -311,8 +337,6 @@ fn bootstrap_tokens(file: Option<&std::path::Path>) -> anyhow::Result<Option<Boo
     }
 }
 
-/// The CA root: from --ca-cert/--ca-key, else kept in the data dir (or the
-/// local repo's .git dir), generated on first start.
 /// The proxy API certificate's names: the listen IP (`127.0.0.1` for an
 /// unspecified one), `localhost` for loopback or unspecified, then `extra`.
 fn api_names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
@@ -334,6 +358,8 @@ fn api_names(listen: SocketAddr, extra: &[String]) -> Vec<String> {
     names
 }
 
+/// The CA root: from --ca-cert/--ca-key, else kept in the data dir (or the
+/// local repo's .git dir), generated on first start.
 fn mesh_ca(args: &ReconcileArgs, trust_domain: &str) -> anyhow::Result<MeshCa> {
     if let (Some(cert), Some(key)) = (&args.ca_cert, &args.ca_key) {
         let read = |p: &PathBuf| {

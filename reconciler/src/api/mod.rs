@@ -15,4 +15,4 @@ pub mod tls;
 pub use self::certificates::{BootstrapTokens, CertificateService, OutcomeLabels};
 pub use self::registry::{LastAck, MISSED_HEARTBEATS, ProxyView, Registry, RegistryError};
 pub use self::server::{ApiError, ApiServer, RegistryHandle};
-pub use self::tls::{ApiCertificate, ApiTlsError};
+pub use self::tls::{ApiCertificate, ApiTlsError, parse_roots};

@@ -3,8 +3,9 @@
 //! `--api-san`), made on first use and re-issued, with a fresh key, two
 //! thirds into its lifetime, at the next handshake. Proxies verify it
 //! against the `--ca-bundle` they were given. A client may present a
-//! certificate of the mesh CA (sidecars do, once enrolled); which routes
-//! need one is [`super::caller`]'s business.
+//! certificate of the mesh CA (sidecars do, once enrolled), or of the
+//! previous CA during a rotation; which routes need one is
+//! [`super::caller`]'s business.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -25,6 +26,8 @@ pub enum ApiTlsError {
     Issue(String),
     #[error("cannot build the proxy API's TLS config: {0}")]
     Config(#[from] rustls::Error),
+    #[error("the previous CA's roots are not usable: {0}")]
+    Roots(String),
 }
 
 /// The API's certificate, renewed on demand.
@@ -94,14 +97,22 @@ impl ApiCertificate {
 
     /// A server config (TLS 1.2 and 1.3, ring, HTTP/1.1) presenting this
     /// certificate, for [`super::ApiServer::with_tls`]. Client certificates
-    /// are optional and, when presented, must chain to the mesh CA.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, ApiTlsError> {
+    /// are optional and, when presented, must chain to the mesh CA or to
+    /// one of `previous_roots` (the old root during a CA rotation, so that
+    /// sidecars keep their API access until they renew from the new CA).
+    pub fn server_config(
+        self: &Arc<Self>,
+        previous_roots: &[CertificateDer<'static>],
+    ) -> Result<Arc<ServerConfig>, ApiTlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let bad = |e: &dyn std::fmt::Display| ApiTlsError::Issue(e.to_string());
         let mut roots = rustls::RootCertStore::empty();
         let root = CertificateDer::from_pem_slice(self.ca.ca().cert_pem().as_bytes())
             .map_err(|e| bad(&e))?;
         roots.add(root)?;
+        for previous in previous_roots {
+            roots.add(previous.clone())?;
+        }
         let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(roots),
             provider.clone(),
@@ -116,6 +127,24 @@ impl ApiCertificate {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// The certificates of a PEM file of roots (`--previous-ca`); at least one.
+pub fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, ApiTlsError> {
+    let roots = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiTlsError::Roots(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(ApiTlsError::Roots("no PEM certificate in it".into()));
+    }
+    // Each must be usable as a trust anchor, as the server config will need.
+    let mut store = rustls::RootCertStore::empty();
+    for root in &roots {
+        store
+            .add(root.clone())
+            .map_err(|e| ApiTlsError::Roots(e.to_string()))?;
+    }
+    Ok(roots)
 }
 
 impl ResolvesServerCert for ApiCertificate {
@@ -163,5 +192,23 @@ mod tests {
         let late = api.at(now + Duration::from_secs(2100));
         assert!(!Arc::ptr_eq(&first, &late));
         assert!(not_after(&late) > not_after(&first));
+    }
+
+    #[test]
+    fn previous_roots_are_pem_certificates() {
+        let ca = MeshCa::generate("example.local", SystemTime::now()).unwrap();
+        let other = MeshCa::generate("example.local", SystemTime::now()).unwrap();
+        let both = format!("{}{}", ca.cert_pem(), other.cert_pem());
+        assert_eq!(parse_roots(both.as_bytes()).unwrap().len(), 2);
+        for bad in [
+            "",
+            "not pem",
+            "-----BEGIN CERTIFICATE-----\nzz\n-----END CERTIFICATE-----\n",
+        ] {
+            assert!(
+                matches!(parse_roots(bad.as_bytes()), Err(ApiTlsError::Roots(_))),
+                "{bad:?}"
+            );
+        }
     }
 }
