@@ -891,3 +891,234 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
         || matches!(get(new_page.outbound, "/", "details"), Some((200, body)) if body == "spiffe://static.test/svc/productpage"),
     );
 }
+
+/// A reconciler running the mesh CA of `ca` (a `gitmesh ca init` dir) on
+/// `control`, also trusting `previous`'s root for the API's client
+/// certificates when given.
+fn ca_reconciler(repo: &Path, control: SocketAddr, ca: &Path, previous: Option<&Path>) -> Killed {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitmesh"));
+    cmd.args(["reconcile", "--repo", repo.to_str().unwrap()])
+        .args(["--listen", &control.to_string()])
+        .args(["--poll", "100ms", "--heartbeat", "300ms"])
+        .args(["--trust-domain", "bookinfo.local", "--cert-lifetime", "1h"])
+        .args(["--ca-cert", ca.join("ca.pem").to_str().unwrap()])
+        .args(["--ca-key", ca.join("ca-key.pem").to_str().unwrap()]);
+    if let Some(previous) = previous {
+        cmd.args(["--previous-ca", previous.join("ca.pem").to_str().unwrap()]);
+    }
+    Killed(
+        cmd.env("GITMESH_BOOTSTRAP_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(logs())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn hup(s: &Sidecar) {
+    let pid = rustix::process::Pid::from_raw(s.process.0.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+}
+
+/// `GET https://<inbound>/` straight to a sidecar's inbound, presenting
+/// `identity` (certificate and key, PEM); the sidecar's own certificate is
+/// not checked (its trust is not what is tested here).
+fn mtls_get(inbound: SocketAddr, identity: &[u8]) -> Result<(u16, String), String> {
+    let client = reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .danger_accept_invalid_certs(true)
+        .identity(reqwest::Identity::from_pem(identity).unwrap())
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!("https://{inbound}/details/1"))
+        .header("host", "details")
+        .send()
+        .map_err(|e| format!("{e:?}"))?;
+    Ok((res.status().as_u16(), res.text().unwrap_or_default()))
+}
+
+#[test]
+fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    copy_dir(&root().join("examples/bookinfo"), &repo);
+    std::fs::remove_dir_all(repo.join("rollouts")).unwrap();
+    let mesh = std::fs::read_to_string(repo.join("mesh.yaml")).unwrap();
+    let mesh = mesh
+        .replace("mode: permissive", "mode: strict")
+        .replace("minHealthyTime: 10s", "minHealthyTime: 100ms");
+    std::fs::write(repo.join("mesh.yaml"), mesh).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "strict mTLS"]);
+    let run = |args: &[&str]| {
+        let out = gitmesh(d, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let (old_ca, new_ca) = (d.join("ca-old"), d.join("ca-new"));
+    for ca in [&old_ca, &new_ca] {
+        let ca = ca.to_str().unwrap();
+        run(&[
+            "ca",
+            "init",
+            "--dir",
+            ca,
+            "--trust-domain",
+            "bookinfo.local",
+        ]);
+    }
+    let root_of = |ca: &Path| std::fs::read_to_string(ca.join("ca.pem")).unwrap();
+    let bundle = d.join("bundle.pem");
+    std::fs::write(&bundle, root_of(&old_ca)).unwrap();
+    let token_file = d.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+
+    let control = free_port();
+    let reconciler = ca_reconciler(&repo, control, &old_ca, None);
+    let app = identity_app();
+    let states = d.join("states");
+    let details = sidecar(
+        control,
+        "details",
+        &token_file,
+        &bundle,
+        Some(app),
+        &states.join("d"),
+    );
+    let page = sidecar(
+        control,
+        "productpage",
+        &token_file,
+        &bundle,
+        None,
+        &states.join("p"),
+    );
+    let sidecars = [(&details, states.join("d")), (&page, states.join("p"))];
+    let talking = || {
+        matches!(get(page.outbound, "/details/1", "details"),
+        Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
+    };
+    wait_for("productpage reaching details over mTLS", talking);
+
+    // Which CA signed a sidecar's certificate in use: `--check` loads the
+    // certificate it saved against one CA's root alone.
+    let config = d.join("check.json");
+    std::fs::write(
+        &config,
+        r#"{"version":"check","service":"details","mesh":{"trustDomain":"bookinfo.local","mtls":"strict"},"upstreams":[]}"#,
+    )
+    .unwrap();
+    let signed_by = |state: &Path, ca: &Path| {
+        let saved = state.join("mesh-identity.pem");
+        let saved = saved.to_str().unwrap();
+        let out = gitmesh(
+            d,
+            &[
+                "proxy",
+                "--check",
+                "--config",
+                config.to_str().unwrap(),
+                "--tls-cert",
+                saved,
+                "--tls-key",
+                saved,
+                "--ca-bundle",
+                ca.join("ca.pem").to_str().unwrap(),
+            ],
+        );
+        out.status.success()
+    };
+    let saved = |state: &Path| std::fs::read(state.join("mesh-identity.pem")).unwrap();
+    // SIGHUP to both sidecars, then each has renewed (its saved
+    // certificate changed) with a certificate of `ca`.
+    let hup_and_renew = |ca: &Path| {
+        let before: Vec<_> = sidecars.iter().map(|(_, state)| saved(state)).collect();
+        for (sidecar, _) in &sidecars {
+            hup(sidecar);
+        }
+        for ((_, state), before) in sidecars.iter().zip(before) {
+            wait_for("a renewal after SIGHUP", || saved(state) != before);
+            assert!(
+                signed_by(state, ca),
+                "{} renewed from the wrong CA",
+                state.display()
+            );
+        }
+    };
+    for (_, state) in &sidecars {
+        assert!(signed_by(state, &old_ca) && !signed_by(state, &new_ca));
+    }
+
+    // 1. Both roots in every bundle; SIGHUP: each sidecar renews (from the
+    //    old CA still) and trusts both.
+    std::fs::write(&bundle, root_of(&old_ca) + &root_of(&new_ca)).unwrap();
+    hup_and_renew(&old_ca);
+    assert!(talking());
+
+    // 2. The reconciler restarts with the new CA, trusting the old root for
+    //    the API's client certificates until every sidecar has renewed.
+    drop(reconciler);
+    let reconciler = ca_reconciler(&repo, control, &new_ca, Some(&old_ca));
+    let new_root = new_ca.join("ca.pem");
+    // Both sidecars, still on old-CA certificates, trust the new API's
+    // certificate and are let in: they register again.
+    wait_for("both sidecars registered with the new reconciler", || {
+        https_get(control, "/v1/status", &new_root).is_ok_and(|(_, listed)| {
+            listed.contains("\"service\":\"details\"")
+                && listed.contains("\"service\":\"productpage\"")
+        })
+    });
+    assert!(talking());
+    hup_and_renew(&new_ca);
+    for (_, state) in &sidecars {
+        assert!(!signed_by(state, &old_ca));
+    }
+    assert!(talking());
+
+    // 3. The old root out of the bundles; SIGHUP. A caller with an old-CA
+    //    certificate is now refused, one with a new-CA certificate taken.
+    std::fs::write(&bundle, root_of(&new_ca)).unwrap();
+    hup_and_renew(&new_ca);
+    assert!(talking());
+    let caller = |ca: &Path| {
+        let out = d.join(format!(
+            "caller-{}",
+            ca.file_name().unwrap().to_str().unwrap()
+        ));
+        run(&[
+            "ca",
+            "issue",
+            "--dir",
+            ca.to_str().unwrap(),
+            "--trust-domain",
+            "bookinfo.local",
+            "--service",
+            "productpage",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        [out.join("cert.pem"), out.join("key.pem")]
+            .map(|f| std::fs::read_to_string(f).unwrap())
+            .concat()
+    };
+    let answer = mtls_get(details.inbound, caller(&new_ca).as_bytes());
+    assert_eq!(
+        answer,
+        Ok((200, "spiffe://bookinfo.local/svc/productpage".to_string()))
+    );
+    assert!(mtls_get(details.inbound, caller(&old_ca).as_bytes()).is_err());
+
+    // The reconciler no longer needs the old root.
+    drop(reconciler);
+    let _reconciler = ca_reconciler(&repo, control, &new_ca, None);
+    wait_for("both sidecars registered again", || {
+        https_get(control, "/v1/status", &new_root).is_ok_and(|(_, listed)| {
+            listed.contains("\"service\":\"details\"")
+                && listed.contains("\"service\":\"productpage\"")
+        })
+    });
+    assert!(talking());
+}

@@ -2,7 +2,9 @@
 //! that builds a runtime, starts the proxy, and drains it on Ctrl-C/SIGTERM.
 //! SIGHUP re-reads `--config`, and `--tls-cert`/`--tls-key`/`--ca-bundle`
 //! (renewed by an outside tool, or a CA rotation). With `--control-plane`
-//! the config comes from the reconciler instead (see [`crate::control`]).
+//! the config comes from the reconciler instead (see [`crate::control`]),
+//! and SIGHUP re-reads the identity's files only: an enrolled proxy's
+//! `--ca-bundle` goes to its renewal ([`crate::enroll::Renewal`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,12 +15,12 @@ use gitmesh_proxy_config::api::Running;
 use http::Uri;
 
 use crate::control::{self, ControlSettings, parse_control_plane, parse_label};
-use crate::enroll::Enrollment;
+use crate::enroll::{Enrollment, Renewal};
 use crate::error::ProxyError;
 use crate::listener::ListenerLimits;
-use crate::mtls::MeshIdentity;
+use crate::mtls::{MeshIdentity, MeshTls};
 use crate::peer::PeerIdentity;
-use crate::proxy::{Proxy, ProxySettings, RunningProxy};
+use crate::proxy::{Proxy, ProxySettings};
 use crate::state::{StateDir, read_config};
 
 /// How the binary should format logs (it sets up `tracing` itself).
@@ -145,7 +147,9 @@ pub struct ProxyArgs {
 
     /// The mesh CA's root certificate(s) (PEM): peers' certificates must
     /// chain to it. Needed for mTLS in both modes, and to verify an
-    /// https:// --control-plane.
+    /// https:// --control-plane. SIGHUP reads it again (a CA rotation puts
+    /// the new root beside the old one); an enrolled proxy then renews its
+    /// certificate at once.
     #[arg(long, value_name = "FILE")]
     pub ca_bundle: Option<PathBuf>,
 
@@ -188,7 +192,7 @@ impl ProxyArgs {
     /// swaps them in for new handshakes. A certificate with another SPIFFE
     /// ID, not chaining to the bundle, expired, or not matching its key is
     /// refused, and the running identity stays.
-    fn reload_identity(&self, proxy: &RunningProxy, identity: &MeshIdentity) {
+    fn reload_identity(&self, tls: &MeshTls) {
         let (Some(cert), Some(key), Some(bundle)) =
             (&self.tls_cert, &self.tls_key, &self.ca_bundle)
         else {
@@ -196,10 +200,10 @@ impl ProxyArgs {
         };
         let rotated = (|| {
             let (c, k, b) = (read_file(cert)?, read_file(key)?, read_file(bundle)?);
-            // `None`: no identity, which a static sidecar with these files has.
-            let rotated = proxy.rotate_identity(&c, &k, Some(&b)).unwrap_or(Ok(()));
-            rotated.map_err(|e| ProxyError::Tls(e.to_string()))
+            tls.rotate(&c, &k, Some(&b))
+                .map_err(|e| ProxyError::Tls(e.to_string()))
         })();
+        let identity = tls.identity();
         match rotated {
             Ok(()) => {
                 let (_, until) = identity.validity();
@@ -208,6 +212,27 @@ impl ProxyArgs {
             }
             Err(error) => {
                 tracing::error!(%error, "SIGHUP: mesh certificate or CA bundle refused; keeping the running ones");
+            }
+        }
+    }
+
+    /// SIGHUP of a sidecar that enrolled: hands the re-read --ca-bundle to
+    /// its renewal, which renews at once against it.
+    fn reload_bundle(&self, renewal: &Renewal) {
+        let Some(bundle) = &self.ca_bundle else {
+            return;
+        };
+        let reloaded = read_file(bundle).and_then(|b| {
+            renewal
+                .reload(b)
+                .map_err(|e| ProxyError::Tls(e.to_string()))
+        });
+        match reloaded {
+            Ok(()) => tracing::info!(
+                "SIGHUP: --ca-bundle re-read; renewing the mesh certificate against it"
+            ),
+            Err(error) => {
+                tracing::error!(%error, "SIGHUP: --ca-bundle refused; keeping the running one")
             }
         }
     }
@@ -340,14 +365,13 @@ async fn serve(args: ProxyArgs) -> Result<(), ProxyError> {
     };
     let mut settings = args.settings();
     settings.identity = args.static_identity()?;
-    let identity = settings.identity.clone();
     let proxy = Proxy::start(settings, config).await?;
     loop {
         match next_signal().await {
             Signal::Stop => break,
             Signal::Reload => {
-                if let Some(identity) = &identity {
-                    args.reload_identity(&proxy, identity);
+                if let Some(tls) = proxy.mesh_tls() {
+                    args.reload_identity(&tls);
                 }
                 let Some(path) = &args.config else { continue };
                 match read_config(path).map(|c| proxy.apply(c)) {
@@ -416,7 +440,7 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
             }
             None => enroll_until_done(&enrollment).await,
         };
-        renewal = Some(enrollment.spawn_renewal(identity.clone()));
+        renewal = Some(enrollment);
         proxy_settings.identity = Some(identity);
     }
     // The API client presents the sidecar's certificate (enrolled or static).
@@ -428,6 +452,11 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
         None => None,
     };
     let proxy = Proxy::start(proxy_settings, config).await?;
+    let tls = proxy.mesh_tls();
+    // Renewal goes through the proxy's mTLS, so new roots rebuild its configs.
+    let renewal = renewal
+        .zip(tls.clone())
+        .map(|(e, tls)| e.spawn_renewal(tls));
     let address = args
         .address
         .clone()
@@ -451,9 +480,15 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
     loop {
         match next_signal().await {
             Signal::Stop => break,
-            Signal::Reload => {
-                tracing::info!("SIGHUP: nothing to re-read; the reconciler sends the config")
-            }
+            // The reconciler sends the config; the identity is what a
+            // SIGHUP re-reads.
+            Signal::Reload => match (&renewal, &tls) {
+                (Some(renewal), _) => args.reload_bundle(renewal),
+                (None, Some(tls)) => args.reload_identity(tls),
+                (None, None) => {
+                    tracing::info!("SIGHUP: nothing to re-read; the reconciler sends the config")
+                }
+            },
         }
     }
     tracing::info!("shutting down: draining in-flight requests");

@@ -3,7 +3,9 @@
 //! host; with a state directory it is kept there, owner-only), send the CSR
 //! with the bootstrap token, load the answer; then renew two thirds into
 //! each certificate's lifetime, swapping it in without touching open
-//! connections.
+//! connections. A SIGHUP hands the renewal a re-read `--ca-bundle` (a CA
+//! rotation): it renews at once and swaps in the new roots with the new
+//! certificate.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,12 +13,15 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full, Limited};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use gitmesh_proxy_config::api::{CertificateSigningRequest, IssuedCertificate};
 
 use crate::control_tls::{api_client, api_tls};
-use crate::mtls::{CertificateRequest, IdentityError, MeshIdentity};
+use crate::mtls::{
+    CertificateRequest, IdentityError, MeshIdentity, MeshTls, RotateError, parse_bundle,
+};
 use crate::peer::PeerIdentity;
 use crate::state::StateDir;
 
@@ -40,6 +45,8 @@ pub enum EnrollError {
     NotHttps(String),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Rotate(#[from] RotateError),
 }
 
 /// Where and how to ask for certificates.
@@ -168,37 +175,87 @@ impl Enrollment {
         }
     }
 
-    /// Renews `identity` at two thirds of each certificate's lifetime
-    /// until aborted; a failed renewal is retried every few seconds while
-    /// the current certificate is still valid.
-    pub fn spawn_renewal(self, identity: Arc<MeshIdentity>) -> JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Renews the certificate two thirds into each one's lifetime until
+    /// aborted; a failed renewal is retried every few seconds while the
+    /// current certificate is still valid. Each renewal goes through
+    /// `tls`, so a bundle given to [`Renewal::reload`] changes the roots
+    /// peers are checked against together with the certificate.
+    pub fn spawn_renewal(mut self, tls: Arc<MeshTls>) -> Renewal {
+        let (bundles, mut reloaded) = watch::channel(self.ca_bundle.clone());
+        let task = tokio::spawn(async move {
+            let identity = tls.identity().clone();
+            let mut wait = until_renewal(&identity);
             loop {
-                let wait = identity
-                    .renew_at()
-                    .duration_since(SystemTime::now())
-                    .unwrap_or_default();
-                tokio::time::sleep(wait).await;
-                let renewed = match self.request().await {
-                    Ok((cert, csr)) => identity
-                        .rotate(cert.as_bytes(), csr.key_pem.as_bytes())
-                        .map(|()| self.keep(&cert, &csr))
-                        .map_err(EnrollError::from),
-                    Err(e) => Err(e),
-                };
-                match renewed {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    changed = reloaded.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        self.ca_bundle = reloaded.borrow_and_update().clone();
+                    }
+                }
+                wait = match self.renew(&tls).await {
                     Ok(()) => {
                         let (_, until) = identity.validity();
-                        tracing::info!(id = %identity.id(), valid_until = ?until, "renewed the mesh certificate");
+                        let roots = identity.roots().len();
+                        tracing::info!(id = %identity.id(), valid_until = ?until, roots, "renewed the mesh certificate");
+                        until_renewal(&identity)
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "certificate renewal failed; retrying");
-                        tokio::time::sleep(retry_delay(&identity)).await;
+                        retry_delay(&identity)
                     }
-                }
+                };
             }
-        })
+        });
+        Renewal { task, bundles }
     }
+
+    /// One renewal: a certificate from the CA, checked against
+    /// `self.ca_bundle` and swapped in with it.
+    async fn renew(&self, tls: &MeshTls) -> Result<(), EnrollError> {
+        let (cert, csr) = self.request().await?;
+        tls.rotate(
+            cert.as_bytes(),
+            csr.key_pem.as_bytes(),
+            Some(&self.ca_bundle),
+        )?;
+        self.keep(&cert, &csr);
+        Ok(())
+    }
+}
+
+/// The renewal task of an enrolled sidecar.
+#[derive(Debug)]
+pub struct Renewal {
+    task: JoinHandle<()>,
+    bundles: watch::Sender<Vec<u8>>,
+}
+
+impl Renewal {
+    /// A re-read `--ca-bundle` (SIGHUP, during a CA rotation): renews at
+    /// once, and from then on checks the CA's answers and peers against
+    /// `bundle`. The new roots go in with the new certificate, once the CA
+    /// answers; a bundle that is not one is refused here and changes
+    /// nothing.
+    pub fn reload(&self, bundle: Vec<u8>) -> Result<(), IdentityError> {
+        parse_bundle(&bundle)?;
+        self.bundles.send_replace(bundle);
+        Ok(())
+    }
+
+    pub fn abort(&self) {
+        self.task.abort();
+    }
+}
+
+/// How long until `identity`'s certificate is due for renewal.
+fn until_renewal(identity: &MeshIdentity) -> Duration {
+    identity
+        .renew_at()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
 }
 
 /// A tenth of what is left of the certificate, between 1 s and 30 s.

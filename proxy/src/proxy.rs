@@ -266,6 +266,12 @@ impl RunningProxy {
         Some(tls.rotate(chain, key, ca_bundle))
     }
 
+    /// The sidecar's mTLS (its identity and the configs presenting it), if
+    /// it has an identity: what a renewal or a SIGHUP rotates.
+    pub fn mesh_tls(&self) -> Option<Arc<MeshTls>> {
+        self.tls.clone()
+    }
+
     /// The Prometheus text of this proxy's metrics.
     pub fn metrics_text(&self) -> String {
         self.metrics.encode()
