@@ -26,6 +26,13 @@ pub enum ProxyBody {
     Empty,
     /// A fully buffered body; `None` once its single frame was sent.
     Full(Option<Bytes>),
+    /// A buffered request body that ended in trailers, sent again as it
+    /// came (a retry, a mirror): its data, then its trailers. Its length is
+    /// not announced, so HTTP/1.1 frames it chunked, where trailers fit.
+    Trailed {
+        data: Option<Bytes>,
+        trailers: Option<HeaderMap>,
+    },
     /// A request body streamed from the caller.
     Caller(CallerBody),
     /// An upstream response body (its connection goes back to the pool at
@@ -185,6 +192,10 @@ impl ProxyBody {
         match self {
             ProxyBody::Empty => Some(ProxyBody::Empty),
             ProxyBody::Full(data) => Some(ProxyBody::Full(data.clone())),
+            ProxyBody::Trailed { data, trailers } => Some(ProxyBody::Trailed {
+                data: data.clone(),
+                trailers: trailers.clone(),
+            }),
             _ => None,
         }
     }
@@ -219,6 +230,12 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBody::Trailed { data, trailers } => Poll::Ready(
+                data.take()
+                    .map(Frame::data)
+                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .map(Ok),
+            ),
             ProxyBody::Caller(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
         }
@@ -228,6 +245,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(data) => data.is_none(),
+            ProxyBody::Trailed { data, trailers } => data.is_none() && trailers.is_none(),
             ProxyBody::Caller(body) => body.is_end_stream(),
             ProxyBody::Upstream(body) => body.is_end_stream(),
         }
@@ -238,6 +256,11 @@ impl Body for ProxyBody {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(data) => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            ProxyBody::Trailed { data, .. } => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(data.as_ref().map_or(0, |d| d.len() as u64));
+                hint
             }
             ProxyBody::Caller(body) => body.size_hint(),
             ProxyBody::Upstream(body) => body.size_hint(),

@@ -18,11 +18,39 @@ use crate::outlier::Observation;
 use crate::pool::Pool;
 use crate::retry::{RetryPlan, TryOutcome};
 
+/// A request body read whole so that it can be sent again: its data and
+/// the trailers it ended in, if any.
+#[derive(Clone, Debug, Default)]
+pub struct Replay {
+    pub data: Bytes,
+    pub trailers: Option<HeaderMap>,
+}
+
+impl Replay {
+    fn data(data: Bytes) -> Self {
+        Replay {
+            data,
+            trailers: None,
+        }
+    }
+
+    /// A body that sends it once more.
+    pub fn body(&self) -> ProxyBody {
+        match &self.trailers {
+            None => ProxyBody::bytes(self.data.clone()),
+            Some(trailers) => ProxyBody::Trailed {
+                data: Some(self.data.clone()).filter(|d| !d.is_empty()),
+                trailers: Some(trailers.clone()),
+            },
+        }
+    }
+}
+
 /// A request body as the try loop sees it.
 #[derive(Debug)]
 pub enum RequestBody {
     /// Buffered: may be sent again (retries, mirrors).
-    Replayable(Bytes),
+    Replayable(Replay),
     /// Streamed: one try only.
     Streaming(ProxyBody),
 }
@@ -32,7 +60,8 @@ impl RequestBody {
     /// whether or not its length is announced (chunked bodies included);
     /// otherwise leaves it streaming. Past the limit, what was read so far
     /// is sent first and the rest streams through (`false`: too large, no
-    /// replay). Request trailers are not kept in a buffered body.
+    /// replay). Trailers are kept with the buffered body and sent again
+    /// with it.
     pub async fn prepare(
         body: ProxyBody,
         want_replay: bool,
@@ -42,12 +71,12 @@ impl RequestBody {
         use http_body_util::BodyExt;
         let mut body = match body {
             // Read whole already (the HTTP/1.1 fast path).
-            ProxyBody::Empty => return Ok((RequestBody::Replayable(Bytes::new()), true)),
+            ProxyBody::Empty => return Ok((RequestBody::Replayable(Replay::default()), true)),
             ProxyBody::Full(b) if want_replay => {
                 let b = b.unwrap_or_default();
                 let fits = b.len() <= limit;
                 if fits {
-                    return Ok((RequestBody::Replayable(b), true));
+                    return Ok((RequestBody::Replayable(Replay::data(b)), true));
                 }
                 return Ok((RequestBody::Streaming(ProxyBody::Full(Some(b))), false));
             }
@@ -55,7 +84,7 @@ impl RequestBody {
             other => return Ok((RequestBody::Streaming(other), true)),
         };
         if body.is_end_stream() {
-            return Ok((RequestBody::Replayable(Bytes::new()), true));
+            return Ok((RequestBody::Replayable(Replay::default()), true));
         }
         if body.size_hint().lower() > limit as u64 {
             // An announced length over the bound: do not read any of it.
@@ -64,9 +93,14 @@ impl RequestBody {
         let mut first: Option<Bytes> = None;
         let mut more = BytesMut::new();
         let mut len = 0usize;
+        let mut trailers = None;
         while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else {
-                continue;
+            let data = match frame?.into_data() {
+                Ok(data) => data,
+                Err(frame) => {
+                    trailers = frame.into_trailers().ok().or(trailers);
+                    continue;
+                }
             };
             len += data.len();
             match &first {
@@ -95,10 +129,14 @@ impl RequestBody {
         } else {
             more.freeze()
         };
-        Ok((RequestBody::Replayable(bytes), true))
+        let replay = Replay {
+            data: bytes,
+            trailers,
+        };
+        Ok((RequestBody::Replayable(replay), true))
     }
 
-    pub fn replayable(&self) -> Option<&Bytes> {
+    pub fn replayable(&self) -> Option<&Replay> {
         match self {
             RequestBody::Replayable(b) => Some(b),
             RequestBody::Streaming(_) => None,
@@ -276,7 +314,7 @@ pub async fn forward(
         };
         let endpoint = &pool.endpoints[i];
         let (headers, body) = match &replay {
-            Some(b) => (head.headers.clone(), ProxyBody::bytes(b.clone())),
+            Some(replay) => (head.headers.clone(), replay.body()),
             None => (
                 std::mem::take(&mut head.headers),
                 streaming.take().unwrap_or(ProxyBody::Empty),
@@ -327,7 +365,7 @@ pub async fn send_once(
     pool: &Pool,
     endpoint: usize,
     head: &RequestHead,
-    body: Bytes,
+    body: ProxyBody,
     timeout: Duration,
 ) -> Result<StatusCode, TryOutcome> {
     let endpoint = &pool.endpoints[endpoint];
@@ -337,7 +375,7 @@ pub async fn send_once(
         endpoint,
         head,
         head.headers.clone(),
-        ProxyBody::bytes(body),
+        body,
         Some(timeout),
     )
     .await?;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use gitmesh_proxy_config::HealthCheck;
 
+use crate::body::ProxyBody;
 use crate::forward::{RequestHead, send_once};
 use crate::pool::Pool;
 
@@ -56,7 +57,7 @@ pub fn spawn(pool: Arc<Pool>, check: HealthCheck) -> JoinHandle<()> {
         loop {
             ticker.tick().await;
             for (i, endpoint) in pool.endpoints.iter().enumerate() {
-                let ok = send_once(&pool, i, &head, bytes::Bytes::new(), timeout)
+                let ok = send_once(&pool, i, &head, ProxyBody::Empty, timeout)
                     .await
                     .is_ok_and(|s| s.is_success());
                 let healthy = endpoint.probe_healthy.load(Ordering::Relaxed);

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::Semaphore;
 
+use crate::body::ProxyBody;
 use crate::clock::Clock;
 use crate::forward::{RequestHead, send_once};
 use crate::metrics::Metrics;
@@ -35,7 +35,7 @@ impl Mirrors {
 
     /// Sends a copy in the background; dropped (and counted) when too many
     /// copies are already in flight or no endpoint is available.
-    pub fn spawn(&self, pool: Arc<Pool>, head: RequestHead, body: Bytes) {
+    pub fn spawn(&self, pool: Arc<Pool>, head: RequestHead, body: ProxyBody) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
             self.metrics.error("mirror", "mirror-dropped");
             return;

@@ -237,7 +237,7 @@ impl Outbound {
         };
 
         // Mirrors.
-        if let Some(bytes) = body.replayable() {
+        if let Some(replay) = body.replayable() {
             for (mirror_pool, percent) in &rule.mirrors {
                 if rand::random_range(0.0..100.0) < *percent {
                     let copy = RequestHead {
@@ -246,7 +246,7 @@ impl Outbound {
                         headers: head.headers.clone(),
                         authority: head.authority.clone(),
                     };
-                    self.mirrors.spawn(mirror_pool.clone(), copy, bytes.clone());
+                    self.mirrors.spawn(mirror_pool.clone(), copy, replay.body());
                 }
             }
         }

@@ -3,7 +3,8 @@
 //! 1xx answers reach fast-path callers (not `100 Continue`, and not hyper's
 //! callers), a broken answer becomes a counted 502, and the upstream's
 //! header lines reach HTTP/1.1 and HTTP/2 callers whether they are relayed
-//! raw or edited by a filter.
+//! raw or edited by a filter. Trailers go through both ways, and a request's
+//! go again with a retry.
 
 mod support;
 
@@ -310,6 +311,74 @@ async fn request_trailers_reach_the_upstream() {
             upstream_saw.ends_with("\r\n0\r\nx-checksum: abc\r\n\r\n"),
             "{upstream_saw}"
         );
+    })
+    .await
+    .expect("test finished in time");
+}
+
+/// A request body buffered for a retry keeps its trailers: the second try
+/// ends in the same trailer section as the first.
+#[tokio::test]
+async fn request_trailers_go_again_with_a_retry() {
+    tokio::time::timeout(TEST_LIMIT, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tries = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let seen = tries.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let wire = read_chunked_end(&mut s).await;
+                        let first = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(wire);
+                            seen.len() == 1
+                        };
+                        let answer: &[u8] = if first {
+                            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy"
+                        } else {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        };
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let proxy = start(config(json!({
+            "version": "c1", "service": "web",
+            "upstreams": [{
+                "name": "up",
+                "endpoints": [{"address": addr.to_string()}],
+                "retries": {
+                    "attempts": 1,
+                    "retryOn": ["5xx"],
+                    "backoff": {"baseInterval": "1ms", "maxInterval": "2ms"},
+                    "budget": {"percent": 100.0, "minRetriesPerSecond": 10}
+                }
+            }]
+        })))
+        .await;
+        let answer = wire(
+            proxy.outbound_addr(),
+            b"POST /upload HTTP/1.1\r\nHost: up\r\ntransfer-encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
+            b"\r\n\r\nok",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        let tries = tries.lock().unwrap().clone();
+        assert_eq!(tries.len(), 2, "{tries:?}");
+        for t in &tries {
+            assert!(t.starts_with("POST /upload HTTP/1.1\r\n"), "{t}");
+            assert!(
+                t.ends_with("\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n"),
+                "{t}"
+            );
+        }
     })
     .await
     .expect("test finished in time");
