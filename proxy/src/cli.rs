@@ -412,7 +412,7 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
         }
         None => None,
     };
-    let mut renewal = None;
+    let mut enrolled = None;
     if let (Some(token), Some(bundle)) = (args.bootstrap_token()?, &args.ca_bundle) {
         if !https {
             return Err(ProxyError::Tls(format!(
@@ -440,7 +440,7 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
             }
             None => enroll_until_done(&enrollment).await,
         };
-        renewal = Some(enrollment);
+        enrolled = Some(enrollment);
         proxy_settings.identity = Some(identity);
     }
     // The API client presents the sidecar's certificate (enrolled or static).
@@ -454,7 +454,7 @@ async fn serve_controlled(args: ProxyArgs, url: Uri) -> Result<(), ProxyError> {
     let proxy = Proxy::start(proxy_settings, config).await?;
     let tls = proxy.mesh_tls();
     // Renewal goes through the proxy's mTLS, so new roots rebuild its configs.
-    let renewal = renewal
+    let renewal = enrolled
         .zip(tls.clone())
         .map(|(e, tls)| e.spawn_renewal(tls));
     let address = args
