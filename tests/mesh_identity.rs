@@ -155,10 +155,9 @@ fn sidecar(
     }
 }
 
-#[test]
-fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
-    let repo = tempfile::tempdir().unwrap();
-    let repo = repo.path();
+/// The bookinfo example without its rollouts, copied into `repo`, in a
+/// strict-mTLS mesh whose waves settle in 100 ms (not committed yet).
+fn strict_bookinfo(repo: &Path) {
     copy_dir(&root().join("examples/bookinfo"), repo);
     std::fs::remove_dir_all(repo.join("rollouts")).unwrap();
     let mesh = std::fs::read_to_string(repo.join("mesh.yaml")).unwrap();
@@ -166,9 +165,21 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
         .replace("mode: permissive", "mode: strict")
         .replace("minHealthyTime: 10s", "minHealthyTime: 100ms");
     std::fs::write(repo.join("mesh.yaml"), mesh).unwrap();
+}
+
+/// `git init` in `repo` and one commit of everything in it.
+fn commit_all(repo: &Path, message: &str) {
     git(repo, &["init", "-q", "-b", "main"]);
     git(repo, &["add", "-A"]);
-    git(repo, &["commit", "-qm", "strict mTLS"]);
+    git(repo, &["commit", "-qm", message]);
+}
+
+#[test]
+fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
+    let repo = tempfile::tempdir().unwrap();
+    let repo = repo.path();
+    strict_bookinfo(repo);
+    commit_all(repo, "strict mTLS");
 
     let control = free_port();
     let _reconciler = Killed(
@@ -565,15 +576,10 @@ spec:
 fn intentions_decide_by_verified_identity_and_change_through_the_rollout() {
     let repo = tempfile::tempdir().unwrap();
     let repo = repo.path();
-    copy_dir(&root().join("examples/bookinfo"), repo);
-    std::fs::remove_dir_all(repo.join("rollouts")).unwrap();
+    strict_bookinfo(repo);
     std::fs::remove_dir_all(repo.join("routes")).unwrap();
     let mesh = std::fs::read_to_string(repo.join("mesh.yaml")).unwrap();
-    let mesh = mesh
-        .replace("mode: permissive", "mode: strict")
-        .replace("minHealthyTime: 10s", "minHealthyTime: 100ms");
     assert!(mesh.contains("defaultIntention: deny"));
-    std::fs::write(repo.join("mesh.yaml"), mesh).unwrap();
     // details may call reviews (so its sidecar has a route there), but the
     // Intentions only let productpage in, and only for GET /reviews….
     let details = std::fs::read_to_string(repo.join("services/details.yaml")).unwrap();
@@ -592,12 +598,7 @@ fn intentions_decide_by_verified_identity_and_change_through_the_rollout() {
         ),
     )
     .unwrap();
-    git(repo, &["init", "-q", "-b", "main"]);
-    git(repo, &["add", "-A"]);
-    git(
-        repo,
-        &["commit", "-qm", "strict mTLS, reviews for productpage only"],
-    );
+    commit_all(repo, "strict mTLS, reviews for productpage only");
 
     let control = free_port();
     let _reconciler = Killed(
@@ -896,10 +897,20 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
 /// `control`, also trusting `previous`'s root for the API's client
 /// certificates when given.
 fn ca_reconciler(repo: &Path, control: SocketAddr, ca: &Path, previous: Option<&Path>) -> Killed {
+    ca_reconciler_with(repo, control, ca, previous, "300ms")
+}
+
+fn ca_reconciler_with(
+    repo: &Path,
+    control: SocketAddr,
+    ca: &Path,
+    previous: Option<&Path>,
+    heartbeat: &str,
+) -> Killed {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gitmesh"));
     cmd.args(["reconcile", "--repo", repo.to_str().unwrap()])
         .args(["--listen", &control.to_string()])
-        .args(["--poll", "100ms", "--heartbeat", "300ms"])
+        .args(["--poll", "100ms", "--heartbeat", heartbeat])
         .args(["--trust-domain", "bookinfo.local", "--cert-lifetime", "1h"])
         .args(["--ca-cert", ca.join("ca.pem").to_str().unwrap()])
         .args(["--ca-key", ca.join("ca-key.pem").to_str().unwrap()]);
@@ -944,16 +955,8 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let repo = d.join("repo");
-    copy_dir(&root().join("examples/bookinfo"), &repo);
-    std::fs::remove_dir_all(repo.join("rollouts")).unwrap();
-    let mesh = std::fs::read_to_string(repo.join("mesh.yaml")).unwrap();
-    let mesh = mesh
-        .replace("mode: permissive", "mode: strict")
-        .replace("minHealthyTime: 10s", "minHealthyTime: 100ms");
-    std::fs::write(repo.join("mesh.yaml"), mesh).unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "-qm", "strict mTLS"]);
+    strict_bookinfo(&repo);
+    commit_all(&repo, "strict mTLS");
     let run = |args: &[&str]| {
         let out = gitmesh(d, args);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
@@ -1121,4 +1124,124 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
         })
     });
     assert!(talking());
+}
+
+/// A TCP relay on 127.0.0.1 to `to`, which a test can cut: while cut, it
+/// closes every connection it accepts.
+struct Relay {
+    addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn start(to: SocketAddr) -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_cut = cut.clone();
+        std::thread::spawn(move || {
+            for caller in listener.incoming() {
+                let Ok(caller) = caller else { return };
+                if is_cut.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (caller.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, caller),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { addr, cut }
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_restarted_reconciler_changes_no_running_config_until_its_sidecars_are_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    strict_bookinfo(&repo);
+    commit_all(&repo, "strict mTLS");
+    let ca = d.join("ca");
+    let out = gitmesh(
+        d,
+        &[
+            "ca",
+            "init",
+            "--dir",
+            ca.to_str().unwrap(),
+            "--trust-domain",
+            "bookinfo.local",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = ca.join("ca.pem");
+    let token_file = d.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+
+    // A heartbeat of 2 s: the warm-up after a start is three of them.
+    let control = free_port();
+    let reconciler = ca_reconciler_with(&repo, control, &ca, None, "2s");
+    // details reaches the reconciler through a relay the test can cut.
+    let relay = Relay::start(control);
+    let states = d.join("states");
+    let app = identity_app();
+    let _details = sidecar(
+        relay.addr,
+        "details",
+        &token_file,
+        &bundle,
+        Some(app),
+        &states.join("d"),
+    );
+    let page = sidecar(
+        control,
+        "productpage",
+        &token_file,
+        &bundle,
+        None,
+        &states.join("p"),
+    );
+    let talking = || {
+        matches!(get(page.outbound, "/details/1", "details"),
+        Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
+    };
+    wait_for("productpage reaching details over mTLS", talking);
+    let registered = |service: &str| {
+        https_get(control, "/v1/status", &bundle)
+            .is_ok_and(|(_, listed)| listed.contains(&format!("\"service\":\"{service}\"")))
+    };
+
+    // The reconciler restarts; details cannot reach it for a while.
+    relay.cut(true);
+    drop(reconciler);
+    let _reconciler = ca_reconciler_with(&repo, control, &ca, None, "2s");
+    wait_for("productpage registered again", || registered("productpage"));
+    assert!(!registered("details"));
+    // A config built from productpage's registration alone would have no
+    // endpoint for details; productpage keeps what it runs.
+    for _ in 0..10 {
+        assert!(
+            talking(),
+            "productpage lost details before details was back"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    relay.cut(false);
+    wait_for("details registered again", || registered("details"));
+    wait_for("productpage reaching details after the restart", talking);
 }

@@ -68,6 +68,8 @@ pub struct ReconcileArgs {
     #[arg(long, default_value = "127.0.0.1:15010")]
     listen: SocketAddr,
     /// How often proxies send heartbeats; three missed mark a proxy gone.
+    /// For three intervals after a start, running configs stay unchanged
+    /// while proxies register again.
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     heartbeat: Duration,
     /// Watch a remote instead of a local repo: gitmesh keeps its own bare
@@ -286,6 +288,7 @@ async fn serve(args: ReconcileArgs) -> anyhow::Result<()> {
         push_to,
         ca_trust_domain,
         prometheus_auth: prometheus_auth(&args)?,
+        warm_up: args.heartbeat * 3,
     };
     let daemon = Daemon::new(settings, registry.clone(), metrics)?;
     let (tx, rx) = watch::channel(None);

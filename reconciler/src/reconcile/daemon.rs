@@ -56,6 +56,12 @@ pub struct DaemonSettings {
     pub ca_trust_domain: Option<String>,
     /// How to authenticate to Prometheus (`metrics.source: prometheus`).
     pub prometheus_auth: Option<super::prometheus::PrometheusAuth>,
+    /// After a start, how long proxies that come back already running a
+    /// config keep it unchanged, so that every proxy has had time to
+    /// register again: configs built from the first few registrations
+    /// would leave out the endpoints of the others. The binary uses three
+    /// heartbeat intervals, after which a silent proxy counts as gone.
+    pub warm_up: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +101,8 @@ pub struct Daemon {
     prometheus: Option<Prometheus>,
     /// Versions compiled with the canaries' current weights, by commit.
     weighted: HashMap<String, (CanaryWeights, Snapshots)>,
+    /// Until then, proxies running a config keep it ([`DaemonSettings::warm_up`]).
+    warm_until: Instant,
 }
 
 /// One canary's analysis window: the proxies' pages at its start.
@@ -135,7 +143,9 @@ impl Daemon {
             now.checked_sub(Duration::from_millis(r.wave_started_ms))
                 .unwrap_or(now)
         });
+        let warm_until = now + settings.warm_up;
         Ok(Daemon {
+            warm_until,
             started: state.rollout.is_some(),
             settings,
             registry,
@@ -202,7 +212,7 @@ impl Daemon {
         }
         self.advance(now);
         self.canaries(now);
-        self.assign_all();
+        self.assign_all(now);
         self.flush();
         let running: Vec<String> = self
             .registry
@@ -498,8 +508,10 @@ impl Daemon {
         names
     }
 
-    /// Gives every registered proxy the config it should run now.
-    fn assign_all(&mut self) {
+    /// Gives every registered proxy the config it should run now; during
+    /// the warm-up, only those running none.
+    fn assign_all(&mut self, now: Instant) {
+        let warming = now < self.warm_until;
         let proxies = self.registry.snapshot();
         let instances: Vec<Instance> = proxies
             .iter()
@@ -542,6 +554,9 @@ impl Daemon {
         // it (instances merged, digest computed) once per pass.
         let mut built: HashMap<(&str, Option<&str>), ConfigUpdate> = HashMap::new();
         for (p, commit) in proxies.iter().zip(&commits) {
+            if warming && p.running.is_some() {
+                continue;
+            }
             let update = built
                 .entry((p.service.as_str(), commit.as_deref()))
                 .or_insert_with(|| {
