@@ -926,6 +926,41 @@ fn ca_reconciler_with(
     )
 }
 
+/// Enrolled sidecars for details (with [`identity_app`] behind it) and
+/// productpage, reaching the reconciler at `details_via` and `page_via`
+/// (the reconciler itself, or a relay to it), with state under `states`.
+fn details_and_productpage(
+    details_via: SocketAddr,
+    page_via: SocketAddr,
+    token_file: &Path,
+    bundle: &Path,
+    states: &Path,
+) -> (Sidecar, Sidecar) {
+    let details = sidecar(
+        details_via,
+        "details",
+        token_file,
+        bundle,
+        Some(identity_app()),
+        &states.join("d"),
+    );
+    let page = sidecar(
+        page_via,
+        "productpage",
+        token_file,
+        bundle,
+        None,
+        &states.join("p"),
+    );
+    (details, page)
+}
+
+/// productpage's call to details arrives over mTLS, as productpage.
+fn reaches_details(page: &Sidecar) -> bool {
+    matches!(get(page.outbound, "/details/1", "details"),
+        Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
+}
+
 fn hup(s: &Sidecar) {
     let pid = rustix::process::Pid::from_raw(s.process.0.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
@@ -981,29 +1016,10 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
 
     let control = free_port();
     let reconciler = ca_reconciler(&repo, control, &old_ca, None);
-    let app = identity_app();
     let states = d.join("states");
-    let details = sidecar(
-        control,
-        "details",
-        &token_file,
-        &bundle,
-        Some(app),
-        &states.join("d"),
-    );
-    let page = sidecar(
-        control,
-        "productpage",
-        &token_file,
-        &bundle,
-        None,
-        &states.join("p"),
-    );
+    let (details, page) = details_and_productpage(control, control, &token_file, &bundle, &states);
     let sidecars = [(&details, states.join("d")), (&page, states.join("p"))];
-    let talking = || {
-        matches!(get(page.outbound, "/details/1", "details"),
-        Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
-    };
+    let talking = || reaches_details(&page);
     wait_for("productpage reaching details over mTLS", talking);
 
     // Which CA signed a sidecar's certificate in use: `--check` loads the
@@ -1199,27 +1215,9 @@ fn a_restarted_reconciler_changes_no_running_config_until_its_sidecars_are_back(
     // details reaches the reconciler through a relay the test can cut.
     let relay = Relay::start(control);
     let states = d.join("states");
-    let app = identity_app();
-    let _details = sidecar(
-        relay.addr,
-        "details",
-        &token_file,
-        &bundle,
-        Some(app),
-        &states.join("d"),
-    );
-    let page = sidecar(
-        control,
-        "productpage",
-        &token_file,
-        &bundle,
-        None,
-        &states.join("p"),
-    );
-    let talking = || {
-        matches!(get(page.outbound, "/details/1", "details"),
-        Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
-    };
+    let (_details, page) =
+        details_and_productpage(relay.addr, control, &token_file, &bundle, &states);
+    let talking = || reaches_details(&page);
     wait_for("productpage reaching details over mTLS", talking);
     let registered = |service: &str| {
         https_get(control, "/v1/status", &bundle)
