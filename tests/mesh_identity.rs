@@ -7,7 +7,11 @@
 //! proxy trusting another CA get nowhere. With three sidecars, Intentions
 //! allow or deny by the caller's verified identity and by method and path
 //! (403 with the reason, counted by the callee), and a committed change of
-//! the Intentions flips the decisions through the normal rollout.
+//! the Intentions flips the decisions through the normal rollout. The mesh
+//! CA rotates in three rounds of SIGHUP with no sidecar restarted, a
+//! restarted reconciler leaves running configs alone until its sidecars are
+//! back, and sidecars with their own certificates (static, or under a
+//! reconciler) take renewed ones on SIGHUP.
 
 mod common;
 
@@ -815,11 +819,7 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
 
     // An outside tool renews the files; SIGHUP swaps the certificate in.
     issue("details", "3h", "details");
-    let hup = |s: &Sidecar| {
-        let pid = rustix::process::Pid::from_raw(s.process.0.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
-    };
-    hup(&details);
+    hup(&details.process);
     wait_for("the renewed certificate in use", || {
         near(certificate_expiry(details.admin), now() + 3 * 3600)
     });
@@ -832,7 +832,7 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
     // Another service's certificate is refused; the running one stays.
     issue("details", "3h", "details-renewed");
     issue("productpage", "5h", "details");
-    hup(&details);
+    hup(&details.process);
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(near(certificate_expiry(details.admin), now() + 3 * 3600));
     assert!(
@@ -886,7 +886,7 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
         get(new_page.outbound, "/", "details").is_some_and(|r| r.0 >= 500),
         "details trusts only the old root until SIGHUP"
     );
-    hup(&details);
+    hup(&details.process);
     wait_for(
         "details taking a caller of the new CA",
         || matches!(get(new_page.outbound, "/", "details"), Some((200, body)) if body == "spiffe://static.test/svc/productpage"),
@@ -961,8 +961,8 @@ fn reaches_details(page: &Sidecar) -> bool {
         Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
 }
 
-fn hup(s: &Sidecar) {
-    let pid = rustix::process::Pid::from_raw(s.process.0.id() as i32).unwrap();
+fn hup(process: &Killed) {
+    let pid = rustix::process::Pid::from_raw(process.0.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
 }
 
@@ -1056,7 +1056,7 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
     let hup_and_renew = |ca: &Path| {
         let before: Vec<_> = sidecars.iter().map(|(_, state)| saved(state)).collect();
         for (sidecar, _) in &sidecars {
-            hup(sidecar);
+            hup(&sidecar.process);
         }
         for ((_, state), before) in sidecars.iter().zip(before) {
             wait_for("a renewal after SIGHUP", || saved(state) != before);
@@ -1242,4 +1242,92 @@ fn a_restarted_reconciler_changes_no_running_config_until_its_sidecars_are_back(
     relay.cut(false);
     wait_for("details registered again", || registered("details"));
     wait_for("productpage reaching details after the restart", talking);
+}
+
+#[test]
+fn a_sidecar_with_its_own_certificate_under_a_reconciler_reloads_it_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = gitmesh(d, args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    let ca = d.join("ca");
+    let ca_arg = ca.to_str().unwrap();
+    run(&[
+        "ca",
+        "init",
+        "--dir",
+        ca_arg,
+        "--trust-domain",
+        "bookinfo.local",
+    ]);
+    let certs = d.join("details");
+    let issue = |lifetime: &str| {
+        run(&[
+            "ca",
+            "issue",
+            "--dir",
+            ca_arg,
+            "--trust-domain",
+            "bookinfo.local",
+            "--service",
+            "details",
+            "--lifetime",
+            lifetime,
+            "--out",
+            certs.to_str().unwrap(),
+        ]);
+    };
+    issue("1h");
+    let repo = d.join("repo");
+    strict_bookinfo(&repo);
+    commit_all(&repo, "strict mTLS");
+    // No bootstrap tokens: no mesh CA, a plain HTTP API; the sidecar brings
+    // its own certificate (from `gitmesh ca issue`) and takes its config
+    // from the reconciler.
+    let control = free_port();
+    let _reconciler = Killed(
+        Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+            .args(["reconcile", "--repo", repo.to_str().unwrap()])
+            .args(["--listen", &control.to_string()])
+            .args(["--poll", "100ms", "--heartbeat", "300ms"])
+            .stdout(Stdio::null())
+            .stderr(logs())
+            .spawn()
+            .unwrap(),
+    );
+    let admin = free_port();
+    let details = Killed(
+        Command::new(env!("CARGO_BIN_EXE_gitmesh"))
+            .args(["proxy", "--control-plane", &format!("http://{control}")])
+            .args(["--service", "details", "--trust-domain", "bookinfo.local"])
+            .args(["--tls-cert", certs.join("cert.pem").to_str().unwrap()])
+            .args(["--tls-key", certs.join("key.pem").to_str().unwrap()])
+            .args(["--ca-bundle", ca.join("ca.pem").to_str().unwrap()])
+            .args(["--outbound", "127.0.0.1:0", "--inbound", "127.0.0.1:0"])
+            .args(["--admin", &admin.to_string()])
+            .stdout(Stdio::null())
+            .stderr(logs())
+            .spawn()
+            .unwrap(),
+    );
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let near =
+        |value: Option<u64>, expected: u64| value.is_some_and(|v| v.abs_diff(expected) < 300);
+    wait_for("details registered", || {
+        get(control, "/v1/status", "reconciler")
+            .is_some_and(|(_, listed)| listed.contains("\"service\":\"details\""))
+    });
+    assert!(near(certificate_expiry(admin), now() + 3600));
+    issue("3h");
+    hup(&details);
+    wait_for("the renewed certificate in use", || {
+        near(certificate_expiry(admin), now() + 3 * 3600)
+    });
 }
