@@ -961,6 +961,14 @@ fn reaches_details(page: &Sidecar) -> bool {
         Some((200, body)) if body == "spiffe://bookinfo.local/svc/productpage")
 }
 
+/// How many roots a sidecar trusts, from its admin port's `/identity`.
+fn trusted_roots(admin: SocketAddr) -> usize {
+    let (status, body) = get(admin, "/identity", "admin").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).unwrap();
+    view["roots"].as_array().unwrap().len()
+}
+
 fn hup(process: &Killed) {
     let pid = rustix::process::Pid::from_raw(process.0.id() as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
@@ -1076,6 +1084,9 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
     std::fs::write(&bundle, root_of(&old_ca) + &root_of(&new_ca)).unwrap();
     hup_and_renew(&old_ca);
     assert!(talking());
+    // Each sidecar's `/identity` lists the roots it trusts now.
+    assert_eq!(trusted_roots(details.admin), 2);
+    assert_eq!(trusted_roots(page.admin), 2);
 
     // 2. The reconciler restarts with the new CA, trusting the old root for
     //    the API's client certificates until every sidecar has renewed.
@@ -1102,6 +1113,8 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
     std::fs::write(&bundle, root_of(&new_ca)).unwrap();
     hup_and_renew(&new_ca);
     assert!(talking());
+    assert_eq!(trusted_roots(details.admin), 1);
+    assert_eq!(trusted_roots(page.admin), 1);
     let caller = |ca: &Path| {
         let out = d.join(format!(
             "caller-{}",

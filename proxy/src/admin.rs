@@ -1,5 +1,6 @@
-//! The admin listener: `/metrics` (Prometheus text), `/ready`, and `/config`
-//! (the running config, its version and digest, as JSON).
+//! The admin listener: `/metrics` (Prometheus text), `/ready`, `/config`
+//! (the running config, its version and digest, as JSON) and `/identity`
+//! (the mesh identity: SPIFFE ID, certificate in use, trusted roots).
 
 use std::sync::Arc;
 
@@ -60,10 +61,25 @@ impl Admin {
                 }
                 r
             }
+            "/identity" => match &self.identity {
+                Some(identity) => match serde_json::to_vec_pretty(&identity.view()) {
+                    Ok(json) => reply(StatusCode::OK, "application/json", Bytes::from(json)),
+                    Err(e) => reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        Bytes::from(format!("cannot encode the identity: {e}\n")),
+                    ),
+                },
+                None => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    Bytes::from_static(b"no mesh identity: this sidecar runs without mTLS\n"),
+                ),
+            },
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                Bytes::from_static(b"admin paths: /metrics /ready /config\n"),
+                Bytes::from_static(b"admin paths: /metrics /ready /config /identity\n"),
             ),
         }
     }

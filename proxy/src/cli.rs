@@ -88,7 +88,7 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15006")]
     pub inbound: SocketAddr,
 
-    /// The admin listener: /metrics (Prometheus), /ready, /config.
+    /// The admin listener: /metrics (Prometheus), /ready, /config, /identity.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
     pub admin: SocketAddr,
 

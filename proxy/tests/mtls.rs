@@ -271,6 +271,11 @@ async fn disabled_means_plaintext_both_ways() {
         assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "anonymous"));
         let r = get(&client(), m.reviews.inbound_addr(), "reviews", "/").await;
         assert_eq!((r.status.as_u16(), r.body.as_str()), (200, "anonymous"));
+        // A sidecar without an identity says so on `/identity`.
+        let plain = sidecar("plain", None, "disabled", None, None).await;
+        let r = admin_get(&plain, "/identity").await;
+        assert_eq!(r.status, 404);
+        assert!(r.body.contains("without mTLS"), "{}", r.body);
     })
     .await
     .unwrap();
@@ -592,6 +597,26 @@ async fn steady_traffic_reuses_one_mtls_connection() {
     .unwrap();
 }
 
+/// The SHA-256 of the first certificate in `pem`, as `/identity` shows it.
+fn fingerprint(pem: &str) -> String {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, der.as_ref());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The fingerprints of the roots a sidecar trusts, from its `/identity`.
+async fn trusted_roots(proxy: &RunningProxy) -> Vec<String> {
+    let r = admin_get(proxy, "/identity").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let view: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    view["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|root| root["sha256"].as_str().unwrap().to_string())
+        .collect()
+}
+
 #[tokio::test]
 async fn a_new_mesh_ca_is_taken_in_without_a_restart() {
     tokio::time::timeout(TEST_LIMIT, async {
@@ -613,6 +638,8 @@ async fn a_new_mesh_ca_is_taken_in_without_a_restart() {
                 .rotate_identity(cert.as_bytes(), key.as_bytes(), Some(bundle.as_bytes()))
                 .expect("the sidecar has an identity")
         };
+        // `/identity` on the admin port lists the roots trusted now.
+        assert_eq!(trusted_roots(&reviews).await, [fingerprint(&old.pem)]);
         // Only the old root is trusted: a caller of the new CA is refused.
         assert!(!answered(
             raw_tls_get(addr, &old.pem, Some(new.leaf("frontend"))).await
@@ -631,6 +658,10 @@ async fn a_new_mesh_ca_is_taken_in_without_a_restart() {
         // Both roots, the rotation's first step: callers of either CA.
         let both = format!("{}{}", old.pem, new.pem);
         rotate(&reviews, old.leaf("reviews"), &both).unwrap();
+        assert_eq!(
+            trusted_roots(&reviews).await,
+            [fingerprint(&old.pem), fingerprint(&new.pem)]
+        );
         assert!(answered(
             raw_tls_get(addr, &old.pem, Some(new.leaf("frontend"))).await
         ));
@@ -640,7 +671,13 @@ async fn a_new_mesh_ca_is_taken_in_without_a_restart() {
 
         // The sidecar moves to a certificate of the new CA and drops the
         // old root.
-        rotate(&reviews, new.leaf("reviews"), &new.pem).unwrap();
+        let (cert, key) = new.leaf("reviews");
+        rotate(&reviews, (cert.clone(), key), &new.pem).unwrap();
+        assert_eq!(trusted_roots(&reviews).await, [fingerprint(&new.pem)]);
+        let view = admin_get(&reviews, "/identity").await;
+        let view: serde_json::Value = serde_json::from_str(&view.body).unwrap();
+        assert_eq!(view["spiffeId"], "spiffe://mesh.test/svc/reviews");
+        assert_eq!(view["certificate"]["sha256"], fingerprint(&cert));
         assert!(answered(
             raw_tls_get(addr, &new.pem, Some(new.leaf("frontend"))).await
         ));

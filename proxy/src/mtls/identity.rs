@@ -15,6 +15,7 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
+use super::describe::{IdentityView, certificate_view};
 use super::san::{not_after, spiffe_id_of};
 use crate::peer::PeerIdentity;
 
@@ -59,6 +60,8 @@ struct Current {
 pub(crate) struct Rotation {
     /// `Some`: new roots, which the TLS configs that verify peers need.
     pub roots: Option<Arc<RootCertStore>>,
+    /// The certificates of the new bundle, with `roots`.
+    bundle: Vec<CertificateDer<'static>>,
     next: Current,
 }
 
@@ -68,34 +71,46 @@ pub(crate) struct Rotation {
 pub struct MeshIdentity {
     id: PeerIdentity,
     roots: ArcSwap<RootCertStore>,
+    /// The certificates `roots` was made of, for [`MeshIdentity::view`].
+    bundle: ArcSwap<Vec<CertificateDer<'static>>>,
     current: ArcSwap<Current>,
 }
 
 pub(crate) fn parse_bundle(pem: &[u8]) -> Result<RootCertStore, IdentityError> {
+    parse_bundle_certs(pem).map(|(roots, _)| roots)
+}
+
+/// The roots of a PEM bundle, and the certificates they came from.
+fn parse_bundle_certs(
+    pem: &[u8],
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), IdentityError> {
     let mut roots = RootCertStore::empty();
+    let mut certs = Vec::new();
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| IdentityError::BadBundle(e.to_string()))?;
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|e| IdentityError::BadBundle(e.to_string()))?;
+        certs.push(cert);
     }
     if roots.is_empty() {
         return Err(IdentityError::EmptyBundle);
     }
-    Ok(roots)
+    Ok((roots, certs))
 }
 
 impl MeshIdentity {
     /// Loads a certificate chain and its key (PEM) and the CA bundle that
     /// peers' certificates must chain to.
     pub fn from_pem(chain: &[u8], key: &[u8], ca_bundle: &[u8]) -> Result<Self, IdentityError> {
-        let roots = parse_bundle(ca_bundle)?;
+        let (roots, bundle) = parse_bundle_certs(ca_bundle)?;
         let current = load(chain, key, &roots)?;
         let id = spiffe_id_of(current.key.end_entity_cert().map_err(bad)?)
             .ok_or(IdentityError::NoSpiffeId)?;
         Ok(MeshIdentity {
             id,
             roots: ArcSwap::from_pointee(roots),
+            bundle: ArcSwap::from_pointee(bundle),
             current: ArcSwap::from_pointee(current),
         })
     }
@@ -119,11 +134,12 @@ impl MeshIdentity {
         key: &[u8],
         ca_bundle: &[u8],
     ) -> Result<Rotation, IdentityError> {
-        let roots = parse_bundle(ca_bundle)?;
+        let (roots, bundle) = parse_bundle_certs(ca_bundle)?;
         let next = self.checked(chain, key, &roots)?;
         let changed = roots.roots != self.roots.load().roots;
         Ok(Rotation {
             roots: changed.then(|| Arc::new(roots)),
+            bundle,
             next,
         })
     }
@@ -132,6 +148,7 @@ impl MeshIdentity {
     pub(crate) fn commit(&self, rotation: Rotation) {
         if let Some(roots) = rotation.roots {
             self.roots.store(roots);
+            self.bundle.store(Arc::new(rotation.bundle));
         }
         self.current.store(Arc::new(rotation.next));
     }
@@ -162,6 +179,22 @@ impl MeshIdentity {
 
     pub fn roots(&self) -> Arc<RootCertStore> {
         self.roots.load_full()
+    }
+
+    /// The SPIFFE ID, the certificate in use and the trusted roots, as the
+    /// admin port's `/identity` shows them.
+    pub fn view(&self) -> IdentityView {
+        let current = self.current.load();
+        IdentityView {
+            spiffe_id: self.id.spiffe_id().to_string(),
+            certificate: current.key.cert.first().and_then(certificate_view),
+            roots: self
+                .bundle
+                .load()
+                .iter()
+                .filter_map(certificate_view)
+                .collect(),
+        }
     }
 
     /// The current certificate's validity window.

@@ -5,12 +5,14 @@
 //! upstream connector.
 
 mod configs;
+mod describe;
 mod identity;
 mod san;
 mod stream;
 mod verify;
 
 pub use self::configs::{InboundTls, MeshTls, RotateError, UpstreamTls};
+pub use self::describe::{CertificateView, IdentityView};
 pub(crate) use self::identity::Resolver;
 pub(crate) use self::identity::parse_bundle;
 pub use self::identity::{CertificateRequest, IdentityError, MeshIdentity};
