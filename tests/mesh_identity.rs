@@ -407,11 +407,7 @@ fn gitmesh_ca_makes_certificates_for_static_sidecars() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ca_dir = d.join("ca");
-    let run = |args: &[&str]| {
-        let out = gitmesh(d, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        stdout(&out)
-    };
+    let run = |args: &[&str]| gitmesh_ok(d, args);
     run(&[
         "ca",
         "init",
@@ -779,10 +775,7 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ca = d.join("ca");
-    let run = |args: &[&str]| {
-        let out = gitmesh(d, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    };
+    let run = |args: &[&str]| gitmesh_ok(d, args);
     let ca_arg = ca.to_str().unwrap();
     run(&[
         "ca",
@@ -1002,10 +995,7 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
     let repo = d.join("repo");
     strict_bookinfo(&repo);
     commit_all(&repo, "strict mTLS");
-    let run = |args: &[&str]| {
-        let out = gitmesh(d, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    };
+    let run = |args: &[&str]| gitmesh_ok(d, args);
     let (old_ca, new_ca) = (d.join("ca-old"), d.join("ca-new"));
     for ca in [&old_ca, &new_ca] {
         let ca = ca.to_str().unwrap();
@@ -1263,10 +1253,7 @@ fn a_restarted_reconciler_changes_no_running_config_until_its_sidecars_are_back(
 fn a_sidecar_with_its_own_certificate_under_a_reconciler_reloads_it_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let run = |args: &[&str]| {
-        let out = gitmesh(d, args);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    };
+    let run = |args: &[&str]| gitmesh_ok(d, args);
     let ca = d.join("ca");
     let ca_arg = ca.to_str().unwrap();
     run(&[

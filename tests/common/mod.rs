@@ -26,6 +26,14 @@ pub fn gitmesh(dir: &Path, args: &[&str]) -> Output {
         .expect("gitmesh runs")
 }
 
+/// Runs `gitmesh ARGS` in `dir`, failing the test with its stderr unless
+/// it succeeds; returns its stdout.
+pub fn gitmesh_ok(dir: &Path, args: &[&str]) -> String {
+    let out = gitmesh(dir, args);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
