@@ -159,6 +159,21 @@ fn sidecar(
     }
 }
 
+/// `gitmesh ca init --dir ca --trust-domain domain`, run in `dir`.
+fn ca_init(dir: &Path, ca: &Path, trust_domain: &str) {
+    gitmesh_ok(
+        dir,
+        &[
+            "ca",
+            "init",
+            "--dir",
+            ca.to_str().unwrap(),
+            "--trust-domain",
+            trust_domain,
+        ],
+    );
+}
+
 /// The bookinfo example without its rollouts, copied into `repo`, in a
 /// strict-mTLS mesh whose waves settle in 100 ms (not committed yet).
 fn strict_bookinfo(repo: &Path) {
@@ -263,12 +278,7 @@ fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
     // A proxy that trusts another CA refuses the reconciler's certificate,
     // so it never gets (or asks with its token for) a certificate.
     let other_ca = tempfile::tempdir().unwrap();
-    let made = Command::new(env!("CARGO_BIN_EXE_gitmesh"))
-        .args(["ca", "init", "--dir", other_ca.path().to_str().unwrap()])
-        .args(["--trust-domain", "bookinfo.local"])
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "{made:?}");
+    ca_init(other_ca.path(), other_ca.path(), "bookinfo.local");
     let wrong_bundle = other_ca.path().join("ca.pem");
     assert!(https_get(control, "/v1/status", &wrong_bundle).is_err());
     let stranger = sidecar(
@@ -408,14 +418,7 @@ fn gitmesh_ca_makes_certificates_for_static_sidecars() {
     let d = dir.path();
     let ca_dir = d.join("ca");
     let run = |args: &[&str]| gitmesh_ok(d, args);
-    run(&[
-        "ca",
-        "init",
-        "--dir",
-        ca_dir.to_str().unwrap(),
-        "--trust-domain",
-        "static.test",
-    ]);
+    ca_init(d, &ca_dir, "static.test");
     for service in ["details", "productpage"] {
         let out = d.join(service);
         let printed = run(&[
@@ -777,14 +780,7 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
     let ca = d.join("ca");
     let run = |args: &[&str]| gitmesh_ok(d, args);
     let ca_arg = ca.to_str().unwrap();
-    run(&[
-        "ca",
-        "init",
-        "--dir",
-        ca_arg,
-        "--trust-domain",
-        "static.test",
-    ]);
+    ca_init(d, &ca, "static.test");
     let issue = |service: &str, lifetime: &str, out: &str| {
         let out = d.join(out);
         run(&[
@@ -845,14 +841,7 @@ fn static_sidecars_take_a_renewed_certificate_on_sighup() {
     // A new mesh CA: the bundle gets its root beside the old one, and
     // SIGHUP makes details take callers with certificates of either.
     let ca2 = d.join("ca2");
-    run(&[
-        "ca",
-        "init",
-        "--dir",
-        ca2.to_str().unwrap(),
-        "--trust-domain",
-        "static.test",
-    ]);
+    ca_init(d, &ca2, "static.test");
     let both = [ca.join("ca.pem"), ca2.join("ca.pem")]
         .map(|f| std::fs::read_to_string(f).unwrap())
         .concat();
@@ -998,15 +987,7 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
     let run = |args: &[&str]| gitmesh_ok(d, args);
     let (old_ca, new_ca) = (d.join("ca-old"), d.join("ca-new"));
     for ca in [&old_ca, &new_ca] {
-        let ca = ca.to_str().unwrap();
-        run(&[
-            "ca",
-            "init",
-            "--dir",
-            ca,
-            "--trust-domain",
-            "bookinfo.local",
-        ]);
+        ca_init(d, ca, "bookinfo.local");
     }
     let root_of = |ca: &Path| std::fs::read_to_string(ca.join("ca.pem")).unwrap();
     let bundle = d.join("bundle.pem");
@@ -1198,18 +1179,7 @@ fn a_restarted_reconciler_changes_no_running_config_until_its_sidecars_are_back(
     strict_bookinfo(&repo);
     commit_all(&repo, "strict mTLS");
     let ca = d.join("ca");
-    let out = gitmesh(
-        d,
-        &[
-            "ca",
-            "init",
-            "--dir",
-            ca.to_str().unwrap(),
-            "--trust-domain",
-            "bookinfo.local",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    ca_init(d, &ca, "bookinfo.local");
     let bundle = ca.join("ca.pem");
     let token_file = d.join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
@@ -1256,14 +1226,7 @@ fn a_sidecar_with_its_own_certificate_under_a_reconciler_reloads_it_on_sighup() 
     let run = |args: &[&str]| gitmesh_ok(d, args);
     let ca = d.join("ca");
     let ca_arg = ca.to_str().unwrap();
-    run(&[
-        "ca",
-        "init",
-        "--dir",
-        ca_arg,
-        "--trust-domain",
-        "bookinfo.local",
-    ]);
+    ca_init(d, &ca, "bookinfo.local");
     let certs = d.join("details");
     let issue = |lifetime: &str| {
         run(&[

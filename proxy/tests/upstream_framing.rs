@@ -279,6 +279,13 @@ async fn response_trailers_reach_callers_on_both_sides() {
     .expect("test finished in time");
 }
 
+/// A chunked upload ending in a trailer, and how its body ends on the wire
+/// when it reaches the upstream whole.
+const TRAILERED_UPLOAD: &[u8] =
+    b"POST /upload HTTP/1.1\r\nHost: up\r\ntransfer-encoding: chunked\r\n\r\n\
+    5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n";
+const TRAILERED_BODY_END: &str = "\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n";
+
 #[tokio::test]
 async fn request_trailers_reach_the_upstream() {
     tokio::time::timeout(TEST_LIMIT, async {
@@ -294,23 +301,14 @@ async fn request_trailers_reach_the_upstream() {
             seen_tx.send(wire).unwrap();
         });
         let proxy = start_outbound_to(addr).await;
-        let answer = wire(
-            proxy.outbound_addr(),
-            b"POST /upload HTTP/1.1\r\nHost: up\r\ntransfer-encoding: chunked\r\n\r\n\
-              5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
-            b"\r\n\r\nok",
-        )
-        .await;
+        let answer = wire(proxy.outbound_addr(), TRAILERED_UPLOAD, b"\r\n\r\nok").await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         let upstream_saw = seen.await.unwrap();
         assert!(
             upstream_saw.starts_with("POST /upload HTTP/1.1\r\n"),
             "{upstream_saw}"
         );
-        assert!(
-            upstream_saw.ends_with("\r\n0\r\nx-checksum: abc\r\n\r\n"),
-            "{upstream_saw}"
-        );
+        assert!(upstream_saw.ends_with(TRAILERED_BODY_END), "{upstream_saw}");
     })
     .await
     .expect("test finished in time");
@@ -362,22 +360,13 @@ async fn request_trailers_go_again_with_a_retry() {
             }]
         })))
         .await;
-        let answer = wire(
-            proxy.outbound_addr(),
-            b"POST /upload HTTP/1.1\r\nHost: up\r\ntransfer-encoding: chunked\r\n\r\n\
-              5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n",
-            b"\r\n\r\nok",
-        )
-        .await;
+        let answer = wire(proxy.outbound_addr(), TRAILERED_UPLOAD, b"\r\n\r\nok").await;
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
         let tries = tries.lock().unwrap().clone();
         assert_eq!(tries.len(), 2, "{tries:?}");
         for t in &tries {
             assert!(t.starts_with("POST /upload HTTP/1.1\r\n"), "{t}");
-            assert!(
-                t.ends_with("\r\n5\r\nhello\r\n0\r\nx-checksum: abc\r\n\r\n"),
-                "{t}"
-            );
+            assert!(t.ends_with(TRAILERED_BODY_END), "{t}");
         }
     })
     .await
