@@ -31,7 +31,9 @@ pub enum ProxyBody {
     /// not announced, so HTTP/1.1 frames it chunked, where trailers fit.
     Trailed {
         data: Option<Bytes>,
-        trailers: Option<HeaderMap>,
+        /// Boxed: a map inline would make every body, the hot path's too,
+        /// larger than the 128 bytes a move copies without a `memcpy` call.
+        trailers: Option<Box<HeaderMap>>,
     },
     /// A request body streamed from the caller.
     Caller(CallerBody),
@@ -233,7 +235,7 @@ impl Body for ProxyBody {
             ProxyBody::Trailed { data, trailers } => Poll::Ready(
                 data.take()
                     .map(Frame::data)
-                    .or_else(|| trailers.take().map(Frame::trailers))
+                    .or_else(|| trailers.take().map(|t| Frame::trailers(*t)))
                     .map(Ok),
             ),
             ProxyBody::Caller(body) => Pin::new(body).poll_frame(cx),
@@ -265,5 +267,20 @@ impl Body for ProxyBody {
             ProxyBody::Caller(body) => body.size_hint(),
             ProxyBody::Upstream(body) => body.size_hint(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body is moved a dozen times per request on its way through the
+    /// layers of the proxy. Up to 128 bytes, a move is a few vector
+    /// stores; past that, a call to `memcpy` (measured: 19 such calls per
+    /// request when the body was 144 bytes, see `proxy/bench/README.md`).
+    #[test]
+    fn a_body_moves_without_a_memcpy_call() {
+        assert!(std::mem::size_of::<ProxyBody>() <= 128);
+        assert!(std::mem::size_of::<crate::h1::client::ResponseBody>() <= 128);
     }
 }

@@ -40,7 +40,7 @@ impl Replay {
             None => ProxyBody::bytes(self.data.clone()),
             Some(trailers) => ProxyBody::Trailed {
                 data: Some(self.data.clone()).filter(|d| !d.is_empty()),
-                trailers: Some(trailers.clone()),
+                trailers: Some(Box::new(trailers.clone())),
             },
         }
     }

@@ -283,8 +283,10 @@ pub struct ResponseBody {
     decoder: BodyDecoder,
     /// Body bytes already taken out of the buffer, yielded first.
     ready: Option<Bytes>,
-    keep_alive: bool,
-    idle: Arc<IdleConns>,
+    /// The pool the connection goes back to; `None` when the response
+    /// forbids reusing it. (One field for both keeps the body within the
+    /// 128 bytes a move copies without a `memcpy` call.)
+    idle: Option<Arc<IdleConns>>,
     /// The head's header lines while they are raw. They travel with the
     /// body because the body is what the proxy carries unchanged from the
     /// upstream to the downstream writer ([`crate::body::materialize_headers`]).
@@ -310,8 +312,7 @@ impl ResponseBody {
             conn: Some(conn),
             decoder: BodyDecoder::new(framing),
             ready: None,
-            keep_alive,
-            idle,
+            idle: keep_alive.then_some(idle),
             headers: raw,
         };
         let buffered = body.conn.as_ref().map_or(0, |c| c.read.len() as u64);
@@ -341,11 +342,11 @@ impl ResponseBody {
     /// can carry another request.
     fn finish(&mut self) {
         if let Some(conn) = self.conn.take()
-            && self.keep_alive
+            && let Some(idle) = &self.idle
             && self.decoder.is_done()
             && conn.read.is_empty()
         {
-            self.idle.give_back(conn);
+            idle.give_back(conn);
         }
     }
 }

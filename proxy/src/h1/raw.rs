@@ -27,8 +27,12 @@ pub struct RawHeaders {
     spans: [(u16, u16); MAX_SPANS],
     len: u8,
     has_date: bool,
-    /// The upstream's `content-length`, left out of the lines.
-    content_length: Option<u64>,
+    /// The upstream's `content-length`, left out of the lines, when
+    /// `has_length` (two fields, not an `Option<u64>`: that would take 8
+    /// bytes more, and a response body carries these lines through every
+    /// move of the hot path).
+    content_length: u64,
+    has_length: bool,
 }
 
 impl RawHeaders {
@@ -39,7 +43,8 @@ impl RawHeaders {
             spans: [(0, 0); MAX_SPANS],
             len: 0,
             has_date: false,
-            content_length: None,
+            content_length: 0,
+            has_length: false,
         }
     }
 
@@ -73,7 +78,8 @@ impl RawHeaders {
     }
 
     pub fn set_content_length(&mut self, length: Option<u64>) {
-        self.content_length = length;
+        self.content_length = length.unwrap_or(0);
+        self.has_length = length.is_some();
     }
 
     pub fn has_date(&self) -> bool {
@@ -83,7 +89,7 @@ impl RawHeaders {
     /// The upstream's `content-length` (which a writer states again for a
     /// response without a body, such as the answer to HEAD).
     pub fn content_length(&self) -> Option<u64> {
-        self.content_length
+        self.has_length.then_some(self.content_length)
     }
 
     fn spans(&self) -> impl Iterator<Item = &[u8]> {
@@ -116,7 +122,7 @@ impl RawHeaders {
                 at = line_end;
             }
         }
-        if let Some(n) = self.content_length {
+        if let Some(n) = self.content_length() {
             map.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
         }
     }
