@@ -273,90 +273,100 @@ async fn try_once(
 
 /// Sends `head` + `body` to `pool`, retrying as `policy` allows. Returns the
 /// upstream response (which may itself be an error status) or why not.
-pub async fn forward(
-    pool: &Pool,
+/// (Not an `async fn`: an `async move` block uses its arguments where they
+/// lie, where an `async fn` copies each into its body on the first poll.)
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn copies its arguments on the first poll"
+)]
+pub fn forward<'a>(
+    pool: &'a Pool,
     mut head: RequestHead,
     body: RequestBody,
-    policy: &TryPolicy<'_>,
-) -> Result<Response<UpstreamBody>, Failure> {
-    let service = &pool.service;
-    let _permit = service.breaker.admit().map_err(|limit| {
-        service.metrics.breaker_rejected(limit.as_str());
-        Failure {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            reason: "circuit-breaker",
-            overloaded: Some(limit.as_str()),
-        }
-    })?;
-    let clock = policy.clock;
-    let retry = policy.retry.filter(|r| r.max_retries > 0);
-    if let Some(r) = retry {
-        r.budget.record_request(clock.now_ms());
-    }
-    let (replay, mut streaming) = match body {
-        RequestBody::Replayable(b) => (Some(b), None),
-        RequestBody::Streaming(s) => (None, Some(s)),
-    };
-    let mut retries_done = 0u32;
-    let mut exclude = None;
-    loop {
-        // Endpoints are only ejected under an outlier policy; without one
-        // the clock is not read, and no ejection applies.
-        let now_ms = match service.outlier {
-            Some(_) => clock.now_ms(),
-            None => u64::MAX,
-        };
-        let Some(i) = pool.pick(now_ms, exclude, policy.hash) else {
-            return Err(Failure::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-healthy-endpoint",
-            ));
-        };
-        let endpoint = &pool.endpoints[i];
-        let (headers, body) = match &replay {
-            Some(replay) => (head.headers.clone(), replay.body()),
-            None => (
-                std::mem::take(&mut head.headers),
-                streaming.take().unwrap_or(ProxyBody::Empty),
-            ),
-        };
-        let result = {
-            let _in_flight = endpoint.start_request();
-            try_once(pool, endpoint, &head, headers, body, policy.per_try_timeout).await
-        };
-        let outcome = match &result {
-            Ok(r) => TryOutcome::Status(r.status()),
-            Err(o) => *o,
-        };
-        let observation = match outcome {
-            TryOutcome::Status(s) if s.is_server_error() => Some(Observation::ServerError),
-            TryOutcome::Status(_) => Some(Observation::Success),
-            TryOutcome::ConnectFailure | TryOutcome::Reset => Some(Observation::ConnectFailure),
-            TryOutcome::Malformed | TryOutcome::PerTryTimeout => Some(Observation::ServerError),
-            // Says nothing of the endpoint.
-            TryOutcome::CallerBody => None,
-        };
-        if let Some(observation) = observation {
-            service.observe(endpoint, observation, clock);
-        }
-        if outcome == TryOutcome::PerTryTimeout {
-            service.metrics.per_try_timeouts.inc();
-        }
-        let plan = match retry {
-            Some(r) if replay.is_some() && retries_done < r.max_retries && r.retryable(outcome) => {
-                r
+    policy: &'a TryPolicy<'_>,
+) -> impl Future<Output = Result<Response<UpstreamBody>, Failure>> + 'a {
+    async move {
+        let service = &pool.service;
+        let _permit = service.breaker.admit().map_err(|limit| {
+            service.metrics.breaker_rejected(limit.as_str());
+            Failure {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                reason: "circuit-breaker",
+                overloaded: Some(limit.as_str()),
             }
-            _ => return result.map_err(Failure::of),
-        };
-        if !plan.budget.try_retry(clock.now_ms()) {
-            service.metrics.budget_exhausted.inc();
-            return result.map_err(Failure::of);
+        })?;
+        let clock = policy.clock;
+        let retry = policy.retry.filter(|r| r.max_retries > 0);
+        if let Some(r) = retry {
+            r.budget.record_request(clock.now_ms());
         }
-        drop(result);
-        pool.metrics.retries.inc();
-        tokio::time::sleep(plan.backoff(retries_done)).await;
-        retries_done += 1;
-        exclude = Some(i);
+        let (replay, mut streaming) = match body {
+            RequestBody::Replayable(b) => (Some(b), None),
+            RequestBody::Streaming(s) => (None, Some(s)),
+        };
+        let mut retries_done = 0u32;
+        let mut exclude = None;
+        loop {
+            // Endpoints are only ejected under an outlier policy; without one
+            // the clock is not read, and no ejection applies.
+            let now_ms = match service.outlier {
+                Some(_) => clock.now_ms(),
+                None => u64::MAX,
+            };
+            let Some(i) = pool.pick(now_ms, exclude, policy.hash) else {
+                return Err(Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no-healthy-endpoint",
+                ));
+            };
+            let endpoint = &pool.endpoints[i];
+            let (headers, body) = match &replay {
+                Some(replay) => (head.headers.clone(), replay.body()),
+                None => (
+                    std::mem::take(&mut head.headers),
+                    streaming.take().unwrap_or(ProxyBody::Empty),
+                ),
+            };
+            let result = {
+                let _in_flight = endpoint.start_request();
+                try_once(pool, endpoint, &head, headers, body, policy.per_try_timeout).await
+            };
+            let outcome = match &result {
+                Ok(r) => TryOutcome::Status(r.status()),
+                Err(o) => *o,
+            };
+            let observation = match outcome {
+                TryOutcome::Status(s) if s.is_server_error() => Some(Observation::ServerError),
+                TryOutcome::Status(_) => Some(Observation::Success),
+                TryOutcome::ConnectFailure | TryOutcome::Reset => Some(Observation::ConnectFailure),
+                TryOutcome::Malformed | TryOutcome::PerTryTimeout => Some(Observation::ServerError),
+                // Says nothing of the endpoint.
+                TryOutcome::CallerBody => None,
+            };
+            if let Some(observation) = observation {
+                service.observe(endpoint, observation, clock);
+            }
+            if outcome == TryOutcome::PerTryTimeout {
+                service.metrics.per_try_timeouts.inc();
+            }
+            let plan = match retry {
+                Some(r)
+                    if replay.is_some() && retries_done < r.max_retries && r.retryable(outcome) =>
+                {
+                    r
+                }
+                _ => return result.map_err(Failure::of),
+            };
+            if !plan.budget.try_retry(clock.now_ms()) {
+                service.metrics.budget_exhausted.inc();
+                return result.map_err(Failure::of);
+            }
+            drop(result);
+            pool.metrics.retries.inc();
+            tokio::time::sleep(plan.backoff(retries_done)).await;
+            retries_done += 1;
+            exclude = Some(i);
+        }
     }
 }
 

@@ -60,46 +60,55 @@ struct RequestCtx {
 }
 
 impl Outbound {
-    pub async fn handle(
+    /// Not an `async fn`: the request is split before the future is
+    /// built, so the future holds its parts once, in place (an `async fn`
+    /// would hold the request, copy it on its first poll, then split it).
+    pub fn handle(
         self: Arc<Self>,
         req: Request<ProxyBody>,
         peer: SocketAddr,
-    ) -> Response<ProxyBody> {
-        let ctx = RequestCtx {
-            started: Instant::now(),
-            peer,
-        };
-        let snapshot = self.store.current();
-        let (parts, body) = req.into_parts();
-        let response = self.route_and_forward(&snapshot, &ctx, parts, body).await;
-        response.unwrap_or_else(|(failure, service)| {
-            self.metrics.error("outbound", failure.reason);
-            tracing::info!(
-                target: "gitmesh::access",
-                direction = "outbound",
-                service,
-                status = failure.status.as_u16(),
-                reason = failure.reason,
-                duration_us = ctx.started.elapsed().as_micros() as u64,
-            );
-            let mut r = respond::error(failure.status, failure.reason);
-            if let Some(limit) = failure.overloaded {
-                r.headers_mut()
-                    .insert(&X_GITMESH_OVERLOADED, HeaderValue::from_static(limit));
-            }
-            r
-        })
+    ) -> impl Future<Output = Response<ProxyBody>> {
+        let (mut parts, body) = req.into_parts();
+        async move {
+            let ctx = RequestCtx {
+                started: Instant::now(),
+                peer,
+            };
+            let snapshot = self.store.current();
+            // The parts stay here: routing reads them in place, and the
+            // forwarded head takes only what it needs out of them.
+            let response = self
+                .route_and_forward(&snapshot, &ctx, &mut parts, body)
+                .await;
+            response.unwrap_or_else(|(failure, service)| {
+                self.metrics.error("outbound", failure.reason);
+                tracing::info!(
+                    target: "gitmesh::access",
+                    direction = "outbound",
+                    service,
+                    status = failure.status.as_u16(),
+                    reason = failure.reason,
+                    duration_us = ctx.started.elapsed().as_micros() as u64,
+                );
+                let mut r = respond::error(failure.status, failure.reason);
+                if let Some(limit) = failure.overloaded {
+                    r.headers_mut()
+                        .insert(&X_GITMESH_OVERLOADED, HeaderValue::from_static(limit));
+                }
+                r
+            })
+        }
     }
 
     async fn route_and_forward(
         &self,
         snapshot: &Snapshot,
         ctx: &RequestCtx,
-        mut parts: Parts,
+        parts: &mut Parts,
         body: ProxyBody,
     ) -> Result<Response<ProxyBody>, (Failure, String)> {
         // Destination.
-        let Some((host, port)) = destination(&parts) else {
+        let Some((host, port)) = destination(parts) else {
             return Err((
                 Failure::new(StatusCode::BAD_REQUEST, "missing-host"),
                 String::new(),
@@ -230,9 +239,9 @@ impl Outbound {
             self.metrics.error("outbound", "replay-body-too-large");
         }
         let head = RequestHead {
-            method: parts.method,
+            method: std::mem::take(&mut parts.method),
             path_and_query,
-            headers: parts.headers,
+            headers: std::mem::take(&mut parts.headers),
             authority,
         };
 
