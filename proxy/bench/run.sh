@@ -278,4 +278,25 @@ for label, other, k, higher in targets:
     o = rows[other]
     ratios = [g[i][k] / o[i][k] for i in range(len(g))]
     print(f"  {label:<28} {verdict(ratios, higher)}")
+
+# On this kind of machine a round's req/s follows how often the scheduler
+# preempted the proxy in it (each proxy falls into that state some rounds
+# and not others; see proxy/bench/README.md, "Preemption decides the
+# round"). A least-squares line of req/s on preemptions per target, and
+# its req/s at one preemption count for all: a comparison with the
+# scheduler's share of the noise taken out. Not a target; the verdicts
+# above use the raw ratios.
+names = ["gitmesh", "nginx", "haproxy"]
+if len(g) >= 5 and all(statistics.pvariance([r[8] for r in rows[n]]) > 0 for n in names):
+    x0 = statistics.median(r[8] for n in names for r in rows[n])
+    at = {}
+    print(f"req/s against preemptions per 100 requests (fitted at {x0:.1f}, the median of all rounds):")
+    for n in names:
+        x = [r[8] for r in rows[n]]
+        y = [r[0] for r in rows[n]]
+        slope, intercept = statistics.linear_regression(x, y)
+        at[n] = intercept + slope * x0
+        print(f"  {n:<8} {at[n]:,.0f} req/s, {slope:+,.0f} per preemption, r {statistics.correlation(x, y):.2f}")
+    print(f"  gitmesh/nginx {at['gitmesh'] / at['nginx']:.2f}x, "
+          f"gitmesh/haproxy {at['gitmesh'] / at['haproxy']:.2f}x at equal preemption")
 PY
