@@ -7,6 +7,7 @@
 #   apt-get install -y valgrind wrk nginx     # Debian packages
 #   proxy/bench/callgrind.sh                  # the working tree's build
 #   BIN=/tmp/proxy-before proxy/bench/callgrind.sh   # another build, to compare
+#   SIDE=inbound proxy/bench/callgrind.sh     # the inbound listener (to --app)
 #
 # The proxy (the `proxy` example, release build, access logs off) runs
 # under callgrind while `wrk -t1 -c8` sends `GET /` with `Host: up` for
@@ -38,9 +39,16 @@ cat >"$WORK/gitmesh.json" <<CONF
 {"version":"bench","service":"bench","mesh":{"mtls":"disabled"},
  "upstreams":[{"name":"up","endpoints":[{"address":"127.0.0.1:$UPSTREAM_PORT"}]}]}
 CONF
+case ${SIDE:-outbound} in
+  outbound) LISTENERS=(--outbound "127.0.0.1:$PROXY_PORT" --inbound 127.0.0.1:0) ;;
+  # A peer's request (plaintext: the config disables mTLS) to the local app.
+  inbound) LISTENERS=(--outbound 127.0.0.1:0 --inbound "127.0.0.1:$PROXY_PORT"
+                      --app "127.0.0.1:$UPSTREAM_PORT") ;;
+  *) echo "SIDE is outbound or inbound, not $SIDE"; exit 2 ;;
+esac
 RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$OUT" "$BIN" \
-  --config "$WORK/gitmesh.json" --workers 1 --outbound "127.0.0.1:$PROXY_PORT" \
-  --inbound 127.0.0.1:0 --admin 127.0.0.1:0 >/dev/null 2>&1 &
+  --config "$WORK/gitmesh.json" --workers 1 "${LISTENERS[@]}" \
+  --admin 127.0.0.1:0 >/dev/null 2>&1 &
 PROXY_PID=$!
 # Under callgrind the proxy takes a few seconds to start.
 for _ in $(seq 100); do

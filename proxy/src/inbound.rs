@@ -66,28 +66,40 @@ impl Inbound {
         }
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<ProxyBody>) -> Response<ProxyBody> {
-        let started = Instant::now();
-        let snapshot = self.store.current();
-        let traffic = &snapshot.inbound_metrics;
-        let response = match admit(&snapshot, &self.metrics, req).await {
-            Ok(req) => self.forward(req).await.unwrap_or_else(|(status, reason)| {
-                self.metrics.error("inbound", reason);
-                respond::error(status, reason)
-            }),
-            Err(refusal) => {
-                self.metrics.error("inbound", refusal.reason);
-                refusal.into_response()
-            }
-        };
-        traffic.record(response.status().as_u16(), started.elapsed());
-        tracing::info!(
-            target: "gitmesh::access",
-            direction = "inbound",
-            status = response.status().as_u16(),
-            duration_us = started.elapsed().as_micros() as u64,
-        );
-        response
+    /// Not an `async fn`, and `admit` borrows the request: the request is
+    /// held once, where the future keeps it, not copied into each step
+    /// (see `Outbound::handle`).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn copies its arguments on the first poll"
+    )]
+    pub fn handle(
+        self: Arc<Self>,
+        mut req: Request<ProxyBody>,
+    ) -> impl Future<Output = Response<ProxyBody>> {
+        async move {
+            let started = Instant::now();
+            let snapshot = self.store.current();
+            let traffic = &snapshot.inbound_metrics;
+            let response = match admit(&snapshot, &self.metrics, &mut req).await {
+                Ok(()) => self.forward(req).await.unwrap_or_else(|(status, reason)| {
+                    self.metrics.error("inbound", reason);
+                    respond::error(status, reason)
+                }),
+                Err(refusal) => {
+                    self.metrics.error("inbound", refusal.reason);
+                    refusal.into_response()
+                }
+            };
+            traffic.record(response.status().as_u16(), started.elapsed());
+            tracing::info!(
+                target: "gitmesh::access",
+                direction = "inbound",
+                status = response.status().as_u16(),
+                duration_us = started.elapsed().as_micros() as u64,
+            );
+            response
+        }
     }
 
     async fn forward(
@@ -179,13 +191,13 @@ impl Refusal {
     }
 }
 
-/// Normalizes, authenticates and authorizes `req`; the request to forward
-/// (with its normalized path) or why not.
+/// Normalizes (its path, in place), authenticates and authorizes `req`:
+/// whether to forward it, or why not.
 async fn admit(
     snapshot: &Snapshot,
     metrics: &Metrics,
-    mut req: Request<ProxyBody>,
-) -> Result<Request<ProxyBody>, Refusal> {
+    req: &mut Request<ProxyBody>,
+) -> Result<(), Refusal> {
     let rewritten = match path::normalize(req.uri().path()) {
         Ok(Cow::Borrowed(_)) => None,
         Ok(Cow::Owned(p)) => Some(p),
@@ -224,7 +236,7 @@ async fn admit(
         claims: authenticated.as_ref().map(|a| &*a.claims),
     });
     if decision.allowed() {
-        Ok(req)
+        Ok(())
     } else {
         let mut rule = decision.by.to_string();
         if !decision.missing_claims.is_empty() {
