@@ -186,6 +186,12 @@ fn strict_bookinfo(repo: &Path) {
     std::fs::write(repo.join("mesh.yaml"), mesh).unwrap();
 }
 
+/// [`strict_bookinfo`] in `repo`, committed: the start of most tests here.
+fn committed_strict_bookinfo(repo: &Path) {
+    strict_bookinfo(repo);
+    commit_all(repo, "strict mTLS");
+}
+
 /// `git init` in `repo` and one commit of everything in it.
 fn commit_all(repo: &Path, message: &str) {
     git(repo, &["init", "-q", "-b", "main"]);
@@ -197,8 +203,7 @@ fn commit_all(repo: &Path, message: &str) {
 fn the_reconcilers_ca_issues_certificates_and_two_sidecars_talk_mtls() {
     let repo = tempfile::tempdir().unwrap();
     let repo = repo.path();
-    strict_bookinfo(repo);
-    commit_all(repo, "strict mTLS");
+    committed_strict_bookinfo(repo);
 
     let control = free_port();
     let _reconciler = Killed(
@@ -982,8 +987,7 @@ fn an_enrolled_mesh_moves_to_a_new_ca_without_restarting_a_sidecar() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let repo = d.join("repo");
-    strict_bookinfo(&repo);
-    commit_all(&repo, "strict mTLS");
+    committed_strict_bookinfo(&repo);
     let run = |args: &[&str]| gitmesh_ok(d, args);
     let (old_ca, new_ca) = (d.join("ca-old"), d.join("ca-new"));
     for ca in [&old_ca, &new_ca] {
@@ -1176,8 +1180,7 @@ fn a_restarted_reconciler_changes_no_running_config_until_its_sidecars_are_back(
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let repo = d.join("repo");
-    strict_bookinfo(&repo);
-    commit_all(&repo, "strict mTLS");
+    committed_strict_bookinfo(&repo);
     let ca = d.join("ca");
     ca_init(d, &ca, "bookinfo.local");
     let bundle = ca.join("ca.pem");
@@ -1246,8 +1249,7 @@ fn a_sidecar_with_its_own_certificate_under_a_reconciler_reloads_it_on_sighup() 
     };
     issue("1h");
     let repo = d.join("repo");
-    strict_bookinfo(&repo);
-    commit_all(&repo, "strict mTLS");
+    committed_strict_bookinfo(&repo);
     // No bootstrap tokens: no mesh CA, a plain HTTP API; the sidecar brings
     // its own certificate (from `gitmesh ca issue`) and takes its config
     // from the reconciler.
