@@ -29,17 +29,28 @@
 # HEADERS=host (default) sends only `Host`; HEADERS=browser adds the nine
 # headers a browser's request carries through an application (user agent,
 # accept*, a bearer token, traceparent, a request id, a cookie, a referer).
+#
+# LAYOUT=split (default) gives the proxy under test a CPU of its own (the
+# last one) and runs wrk, loadgen and the upstream on the others (taskset),
+# the same for every proxy: "one proxy worker thread" then means one core.
+# LAYOUT=shared lets the scheduler place everything: on a two-core machine
+# a round's req/s then follows how often the proxy is preempted by the
+# load it serves, for every proxy, by up to 25% (see proxy/bench/README.md,
+# "Preemption decides the round"). Each round prints how busy the proxy's
+# CPU and the load's CPUs were: a split round with the load's CPUs near
+# 100% was bounded by the load side, and the proxy's req/s in it is a lower
+# bound of what the proxy can do.
 set -euo pipefail
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-64}
-THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 FIXED_RATE=${FIXED_RATE:-2000}
 FIXED_SECONDS=${FIXED_SECONDS:-10}
 FIXED_CONNECTIONS=${FIXED_CONNECTIONS:-16}
 DIRECT=${DIRECT:-1}
 HEADERS=${HEADERS:-host}
+LAYOUT=${LAYOUT:-split}
 UPSTREAM_PORT=18080
 GITMESH_PORT=18081
 NGINX_PORT=18082
@@ -53,6 +64,33 @@ for tool in wrk nginx haproxy rustc; do
   command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install -y wrk nginx haproxy"; exit 1; }
 done
 rustc -O -o "$WORK/loadgen" "$HERE/loadgen.rs"
+
+# CPU placement: LOAD runs wrk, loadgen and the upstream, PROXY the proxy
+# under test (both empty in the shared layout).
+NCPU=$(nproc)
+PROXY_CPU=$((NCPU - 1))
+case $LAYOUT in
+  split)
+    if [ "$NCPU" -lt 2 ]; then
+      echo "LAYOUT=split needs two CPUs, this machine has $NCPU: LAYOUT=shared"
+      LAYOUT=shared
+    fi ;;
+  shared) ;;
+  *) echo "LAYOUT is split or shared, not $LAYOUT"; exit 2 ;;
+esac
+if [ "$LAYOUT" = split ]; then
+  command -v taskset >/dev/null || { echo "missing taskset: apt-get install -y util-linux"; exit 1; }
+  LOAD=(taskset -c "0-$((PROXY_CPU - 1))")
+  PROXY=(taskset -c "$PROXY_CPU")
+  # One wrk thread per CPU it has.
+  THREADS=${THREADS:-$PROXY_CPU}
+  echo "layout: split, the proxy on CPU $PROXY_CPU, wrk ($THREADS threads), loadgen and the upstream on CPUs 0-$((PROXY_CPU - 1))"
+else
+  LOAD=()
+  PROXY=()
+  THREADS=${THREADS:-2}
+  echo "layout: shared, the scheduler places everything on $NCPU CPUs; wrk has $THREADS threads"
+fi
 
 # Request headers besides `Host: up`.
 case $HEADERS in
@@ -77,7 +115,7 @@ for h in "${REQUEST_HEADERS[@]}"; do WRK_HEADERS+=(-H "$h"); done
 # Upstream: nginx answering a fixed 200 (one worker).
 # shellcheck source=nginx-upstream.sh
 . "$HERE/nginx-upstream.sh"
-nginx_upstream "$WORK" $UPSTREAM_PORT
+nginx_upstream "$WORK" $UPSTREAM_PORT "${LOAD[@]}"
 UPSTREAM_PID=$!
 
 # nginx as a one-hop reverse proxy with upstream keep-alive.
@@ -89,7 +127,7 @@ http { access_log off;
   server { listen 127.0.0.1:$NGINX_PORT; keepalive_requests 100000;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 CONF
-nginx -c "$WORK/proxy.conf" -p "$WORK" &
+"${PROXY[@]}" nginx -c "$WORK/proxy.conf" -p "$WORK" &
 NGINX_PID=$!
 
 cat >"$WORK/haproxy.cfg" <<CONF
@@ -108,7 +146,7 @@ backend be
   http-reuse always
   server s1 127.0.0.1:$UPSTREAM_PORT
 CONF
-haproxy -f "$WORK/haproxy.cfg" &
+"${PROXY[@]}" haproxy -f "$WORK/haproxy.cfg" &
 HAPROXY_PID=$!
 
 cat >"$WORK/gitmesh.json" <<CONF
@@ -117,7 +155,7 @@ cat >"$WORK/gitmesh.json" <<CONF
 CONF
 cargo build --release -q -p gitmesh-proxy --example proxy
 BIN=${CARGO_TARGET_DIR:-target}/release/examples/proxy
-RUST_LOG=warn "$BIN" --config "$WORK/gitmesh.json" --workers 1 \
+RUST_LOG=warn "${PROXY[@]}" "$BIN" --config "$WORK/gitmesh.json" --workers 1 \
   --outbound 127.0.0.1:$GITMESH_PORT --inbound 127.0.0.1:0 --admin 127.0.0.1:$ADMIN_PORT &
 GITMESH_PID=$!
 sleep 1
@@ -136,7 +174,6 @@ ticks() {
   echo "$user $sys"
 }
 HZ=$(getconf CLK_TCK)
-NCPU=$(nproc)
 
 # Involuntary context switches of a process's threads and its direct
 # children's.
@@ -155,6 +192,15 @@ machine_ticks() {
   awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
 }
 
+# The same for the proxy's CPU (the last one) and for the others together:
+# "busy idle busy idle".
+split_ticks() {
+  awk -v last="cpu$PROXY_CPU" '$1 ~ /^cpu[0-9]/ {
+      b = $2 + $3 + $4 + $7 + $8 + $9; i = $5 + $6
+      if ($1 == last) { pb += b; pi += i } else { lb += b; li += i } }
+    END {print pb, pi, lb, li}' /proc/stat
+}
+
 # wrk prints latency with units; normalise to milliseconds.
 to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms$/,"",v)} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1000}; printf "%.3f", v}'; }
 
@@ -163,11 +209,14 @@ RESULTS=$WORK/results
 measure() {
   local name=$1 port=$2 pid=$3 out before after mbefore mafter pbefore pafter
   local reqs rps p99 cpu user sys fixed fp99 fixed_note mcpu cores preempted
+  local sbefore safter proxy_busy load_busy
   before=$(ticks "$pid")
   mbefore=$(machine_ticks)
+  sbefore=$(split_ticks)
   pbefore=$(preemptions "$pid")
-  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:$port/")
+  out=$("${LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:$port/")
   pafter=$(preemptions "$pid")
+  safter=$(split_ticks)
   mafter=$(machine_ticks)
   after=$(ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -186,17 +235,21 @@ measure() {
   read -r mcpu cores < <(echo "$mbefore $mafter" | awk -v hz="$HZ" -v n="$reqs" -v ncpu="$NCPU" \
     '{b = $3 - $1; i = $4 - $2; printf "%.2f %.3f\n", b / hz * 1e6 / n, ncpu * b / (b + i)}')
   preempted=$(awk -v a="$pbefore" -v b="$pafter" -v n="$reqs" 'BEGIN {printf "%.2f", (b - a) * 100 / n}')
+  # How busy the proxy's CPU and the load's CPUs were (0 to 1 each).
+  read -r proxy_busy load_busy < <(echo "$sbefore $safter" | awk \
+    '{pb = $5 - $1; pi = $6 - $2; lb = $7 - $3; li = $8 - $4
+      printf "%.2f %.2f\n", pb / (pb + pi + 1e-9), lb / (lb + li + 1e-9)}')
   sleep 1
   fp99=0 fixed_note=
   if [ "$FIXED_SECONDS" != 0 ]; then
-    fixed=$("$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS" \
+    fixed=$("${LOAD[@]}" "$WORK/loadgen" "127.0.0.1:$port" up "$FIXED_RATE" "$FIXED_SECONDS" "$FIXED_CONNECTIONS" \
       "${REQUEST_HEADERS[@]}")
     fp99=$(echo "$fixed" | awk '{for (i = 1; i < NF; i++) if ($i == "p99") {sub(/ms$/, "", $(i+1)); print $(i+1)}}')
     fixed_note=$(printf '  fixed-%s p99 %8sms  (%s errors)' "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4}')")
   fi
-  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  machine %sus/req on %s cores  preempted %s/100 req%s\n' \
-    "$name" "$rps" "$p99" "$cpu" "$user" "$mcpu" "$cores" "$preempted" "$fixed_note"
-  echo "$name $rps $p99 $cpu $fp99 $user $sys $mcpu $cores $preempted" >>"$RESULTS"
+  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  machine %sus/req on %s cores  busy: proxy CPU %s, load CPUs %s  preempted %s/100 req%s\n' \
+    "$name" "$rps" "$p99" "$cpu" "$user" "$mcpu" "$cores" "$proxy_busy" "$load_busy" "$preempted" "$fixed_note"
+  echo "$name $rps $p99 $cpu $fp99 $user $sys $mcpu $cores $preempted $proxy_busy $load_busy" >>"$RESULTS"
   sleep 1
 }
 
@@ -217,7 +270,8 @@ echo "== gitmesh resident memory after load"
 grep VmRSS "/proc/$GITMESH_PID/status"
 
 echo "== medians over $ROUNDS rounds"
-python3 - "$RESULTS" "$FIXED_RATE" "$FIXED_SECONDS" <<'PY'
+echo "(layout: $LAYOUT)"
+python3 - "$RESULTS" "$FIXED_RATE" "$FIXED_SECONDS" "$LAYOUT" <<'PY'
 import random, statistics, sys
 rows = {}
 for line in open(sys.argv[1]):
@@ -225,15 +279,26 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append([float(v) for v in vals])
 med = {n: [statistics.median(c) for c in zip(*r)] for n, r in rows.items()}
 fixed = sys.argv[3] != "0"
+split = sys.argv[4] == "split"
+# Which side a split round's req/s was bounded by: the CPU that was (near)
+# fully busy. "both" when each was; the proxy's figure is then a lower
+# bound of what it can do.
+def bound(proxy_busy, load_busy):
+    if not split:
+        return "-"
+    sides = [name for name, busy in (("proxy", proxy_busy), ("load", load_busy)) if busy >= 0.97]
+    return " and ".join(sides) if sides else "neither"
 print(f"| target  | req/s  | p99 (saturated) | CPU µs/req | user | kernel | p99 at {sys.argv[2]}/s "
-      "| machine µs/req | cores busy | preempted /100 req |")
-print("|---------|-------:|------:|------:|------:|------:|------:|------:|------:|------:|")
+      "| machine µs/req | cores busy | proxy CPU busy | load CPUs busy | bounded by | preempted /100 req |")
+print("|---------|-------:|------:|------:|------:|------:|------:|------:|------:|------:|------:|------|------:|")
 for n in ["direct", "gitmesh", "nginx", "haproxy"]:
     if n in med:
-        rps, p99, cpu, fp99, user, kernel, mcpu, cores, preempted = med[n]
+        rps, p99, cpu, fp99, user, kernel, mcpu, cores, preempted, proxy_busy, load_busy = med[n]
         fp99 = f"{fp99:.2f}ms" if fixed else "-"
+        # Direct has no proxy: its "bound" is the load side's ceiling.
+        side = "-" if n == "direct" else bound(proxy_busy, load_busy)
         print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {user:.1f} | {kernel:.1f} | {fp99} "
-              f"| {mcpu:.1f} | {cores:.2f} | {preempted:.1f} |")
+              f"| {mcpu:.1f} | {cores:.2f} | {proxy_busy:.2f} | {load_busy:.2f} | {side} | {preempted:.1f} |")
 # Ratios per round (each round runs the targets back to back), then their
 # median: steadier on a shared machine than a ratio of medians.
 g = rows["gitmesh"]
@@ -279,15 +344,15 @@ for label, other, k, higher in targets:
     ratios = [g[i][k] / o[i][k] for i in range(len(g))]
     print(f"  {label:<28} {verdict(ratios, higher)}")
 
-# On this kind of machine a round's req/s follows how often the scheduler
-# preempted the proxy in it (each proxy falls into that state some rounds
+# In the shared layout, on this kind of machine a round's req/s follows
+# how often the scheduler preempted the proxy in it (each proxy falls into that state some rounds
 # and not others; see proxy/bench/README.md, "Preemption decides the
 # round"). A least-squares line of req/s on preemptions per target, and
 # its req/s at one preemption count for all: a comparison with the
 # scheduler's share of the noise taken out. Not a target; the verdicts
 # above use the raw ratios.
 names = ["gitmesh", "nginx", "haproxy"]
-if len(g) >= 5 and all(statistics.pvariance([r[8] for r in rows[n]]) > 0 for n in names):
+if not split and len(g) >= 5 and all(statistics.pvariance([r[8] for r in rows[n]]) > 0 for n in names):
     x0 = statistics.median(r[8] for n in names for r in rows[n])
     at = {}
     print(f"req/s against preemptions per 100 requests (fitted at {x0:.1f}, the median of all rounds):")
