@@ -209,7 +209,7 @@ RESULTS=$WORK/results
 measure() {
   local name=$1 port=$2 pid=$3 out before after mbefore mafter pbefore pafter
   local reqs rps p99 cpu user sys fixed fp99 fixed_note mcpu cores preempted
-  local sbefore safter proxy_busy load_busy
+  local sbefore safter proxy_busy load_busy busy_note
   before=$(ticks "$pid")
   mbefore=$(machine_ticks)
   sbefore=$(split_ticks)
@@ -235,10 +235,14 @@ measure() {
   read -r mcpu cores < <(echo "$mbefore $mafter" | awk -v hz="$HZ" -v n="$reqs" -v ncpu="$NCPU" \
     '{b = $3 - $1; i = $4 - $2; printf "%.2f %.3f\n", b / hz * 1e6 / n, ncpu * b / (b + i)}')
   preempted=$(awk -v a="$pbefore" -v b="$pafter" -v n="$reqs" 'BEGIN {printf "%.2f", (b - a) * 100 / n}')
-  # How busy the proxy's CPU and the load's CPUs were (0 to 1 each).
+  # How busy the proxy's CPU and the load's CPUs were (0 to 1 each; in
+  # the shared layout nothing is placed, and only the total above says
+  # anything).
   read -r proxy_busy load_busy < <(echo "$sbefore $safter" | awk \
     '{pb = $5 - $1; pi = $6 - $2; lb = $7 - $3; li = $8 - $4
       printf "%.2f %.2f\n", pb / (pb + pi + 1e-9), lb / (lb + li + 1e-9)}')
+  busy_note=
+  [ "$LAYOUT" = split ] && busy_note="  busy: proxy CPU $proxy_busy, load CPUs $load_busy"
   sleep 1
   fp99=0 fixed_note=
   if [ "$FIXED_SECONDS" != 0 ]; then
@@ -247,8 +251,8 @@ measure() {
     fp99=$(echo "$fixed" | awk '{for (i = 1; i < NF; i++) if ($i == "p99") {sub(/ms$/, "", $(i+1)); print $(i+1)}}')
     fixed_note=$(printf '  fixed-%s p99 %8sms  (%s errors)' "$FIXED_RATE" "$fp99" "$(echo "$fixed" | awk '{print $4}')")
   fi
-  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  machine %sus/req on %s cores  busy: proxy CPU %s, load CPUs %s  preempted %s/100 req%s\n' \
-    "$name" "$rps" "$p99" "$cpu" "$user" "$mcpu" "$cores" "$proxy_busy" "$load_busy" "$preempted" "$fixed_note"
+  printf '%-8s req/s %9s  sat-p99 %8sms  cpu/req %7sus (user %sus)  machine %sus/req on %s cores%s  preempted %s/100 req%s\n' \
+    "$name" "$rps" "$p99" "$cpu" "$user" "$mcpu" "$cores" "$busy_note" "$preempted" "$fixed_note"
   echo "$name $rps $p99 $cpu $fp99 $user $sys $mcpu $cores $preempted $proxy_busy $load_busy" >>"$RESULTS"
   sleep 1
 }
@@ -281,8 +285,8 @@ med = {n: [statistics.median(c) for c in zip(*r)] for n, r in rows.items()}
 fixed = sys.argv[3] != "0"
 split = sys.argv[4] == "split"
 # Which side a split round's req/s was bounded by: the CPU that was (near)
-# fully busy. "both" when each was; the proxy's figure is then a lower
-# bound of what it can do.
+# fully busy. "proxy and load" when each was; the proxy's figure is then a
+# lower bound of what it can do.
 def bound(proxy_busy, load_busy):
     if not split:
         return "-"
@@ -297,8 +301,9 @@ for n in ["direct", "gitmesh", "nginx", "haproxy"]:
         fp99 = f"{fp99:.2f}ms" if fixed else "-"
         # Direct has no proxy: its "bound" is the load side's ceiling.
         side = "-" if n == "direct" else bound(proxy_busy, load_busy)
+        busy = f"{proxy_busy:.2f} | {load_busy:.2f}" if split else "- | -"
         print(f"| {n:<7} | {rps:,.0f} | {p99:.2f}ms | {cpu:.1f} | {user:.1f} | {kernel:.1f} | {fp99} "
-              f"| {mcpu:.1f} | {cores:.2f} | {proxy_busy:.2f} | {load_busy:.2f} | {side} | {preempted:.1f} |")
+              f"| {mcpu:.1f} | {cores:.2f} | {busy} | {side} | {preempted:.1f} |")
 # Ratios per round (each round runs the targets back to back), then their
 # median: steadier on a shared machine than a ratio of medians.
 g = rows["gitmesh"]
@@ -345,9 +350,9 @@ for label, other, k, higher in targets:
     print(f"  {label:<28} {verdict(ratios, higher)}")
 
 # In the shared layout, on this kind of machine a round's req/s follows
-# how often the scheduler preempted the proxy in it (each proxy falls into that state some rounds
-# and not others; see proxy/bench/README.md, "Preemption decides the
-# round"). A least-squares line of req/s on preemptions per target, and
+# how often the scheduler preempted the proxy in it (each proxy falls into
+# that state some rounds and not others; see proxy/bench/README.md,
+# "Preemption decides the round"). A least-squares line of req/s on preemptions per target, and
 # its req/s at one preemption count for all: a comparison with the
 # scheduler's share of the noise taken out. Not a target; the verdicts
 # above use the raw ratios.
