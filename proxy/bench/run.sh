@@ -186,15 +186,10 @@ preemptions() {
   echo "$n"
 }
 
-# The whole machine's CPU ticks from /proc/stat: "busy idle" (busy is
-# user, nice, system, irq, softirq and steal; idle is idle and iowait).
-machine_ticks() {
-  awk '$1 == "cpu" {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat
-}
-
-# The same for the proxy's CPU (the last one) and for the others together:
-# "busy idle busy idle".
-split_ticks() {
+# CPU ticks from /proc/stat of the proxy's CPU (the last one) and of the
+# others together: "busy idle busy idle" (busy is user, nice, system, irq,
+# softirq and steal; idle is idle and iowait). Their sum is the machine's.
+cpu_ticks() {
   awk -v last="cpu$PROXY_CPU" '$1 ~ /^cpu[0-9]/ {
       b = $2 + $3 + $4 + $7 + $8 + $9; i = $5 + $6
       if ($1 == last) { pb += b; pi += i } else { lb += b; li += i } }
@@ -207,17 +202,15 @@ to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); v/=1000} else if (v ~ /ms
 RESULTS=$WORK/results
 : >"$RESULTS"
 measure() {
-  local name=$1 port=$2 pid=$3 out before after mbefore mafter pbefore pafter
+  local name=$1 port=$2 pid=$3 out before after cbefore cafter pbefore pafter
   local reqs rps p99 cpu user sys fixed fp99 fixed_note mcpu cores preempted
-  local sbefore safter proxy_busy load_busy busy_note
+  local proxy_busy load_busy busy_note
   before=$(ticks "$pid")
-  mbefore=$(machine_ticks)
-  sbefore=$(split_ticks)
+  cbefore=$(cpu_ticks)
   pbefore=$(preemptions "$pid")
   out=$("${LOAD[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "${WRK_HEADERS[@]}" "http://127.0.0.1:$port/")
   pafter=$(preemptions "$pid")
-  safter=$(split_ticks)
-  mafter=$(machine_ticks)
+  cafter=$(cpu_ticks)
   after=$(ticks "$pid")
   reqs=$(echo "$out" | awk '/requests in/ {print $1}')
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -231,16 +224,15 @@ measure() {
   # The whole machine (load generator, upstream and proxy together): CPU
   # µs per request, and how many of its cores were busy. On a machine the
   # load shares with the proxy, saturation req/s is cores busy divided by
-  # machine CPU per request.
-  read -r mcpu cores < <(echo "$mbefore $mafter" | awk -v hz="$HZ" -v n="$reqs" -v ncpu="$NCPU" \
-    '{b = $3 - $1; i = $4 - $2; printf "%.2f %.3f\n", b / hz * 1e6 / n, ncpu * b / (b + i)}')
+  # machine CPU per request. Then how busy the proxy's CPU and the load's
+  # CPUs were (0 to 1 each; in the shared layout nothing is placed, and
+  # only the machine's figures say anything).
+  read -r mcpu cores proxy_busy load_busy < <(echo "$cbefore $cafter" | \
+    awk -v hz="$HZ" -v n="$reqs" -v ncpu="$NCPU" \
+    '{pb = $5 - $1; pi = $6 - $2; lb = $7 - $3; li = $8 - $4; b = pb + lb; i = pi + li
+      printf "%.2f %.3f %.2f %.2f\n", b / hz * 1e6 / n, ncpu * b / (b + i),
+        pb / (pb + pi + 1e-9), lb / (lb + li + 1e-9)}')
   preempted=$(awk -v a="$pbefore" -v b="$pafter" -v n="$reqs" 'BEGIN {printf "%.2f", (b - a) * 100 / n}')
-  # How busy the proxy's CPU and the load's CPUs were (0 to 1 each; in
-  # the shared layout nothing is placed, and only the total above says
-  # anything).
-  read -r proxy_busy load_busy < <(echo "$sbefore $safter" | awk \
-    '{pb = $5 - $1; pi = $6 - $2; lb = $7 - $3; li = $8 - $4
-      printf "%.2f %.2f\n", pb / (pb + pi + 1e-9), lb / (lb + li + 1e-9)}')
   busy_note=
   [ "$LAYOUT" = split ] && busy_note="  busy: proxy CPU $proxy_busy, load CPUs $load_busy"
   sleep 1
